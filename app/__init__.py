@@ -1,0 +1,97 @@
+"""Agar Run Manager: the application factory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.config import ConfigError, Settings, load_settings
+from app.extensions import db, migrate
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, with ``config`` overriding it (tests pass theirs)."""
+    overrides = dict(config or {})
+    settings = load_settings({**os.environ, **overrides})
+
+    app = Flask(__name__, instance_path=overrides.pop("INSTANCE_PATH", None))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_uri(settings, app.instance_path),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret_key(app.instance_path),
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.config.update(overrides)
+    app.extensions["agar.settings"] = settings
+    prepare_storage(settings)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def database_uri(settings: Settings, instance_path: str) -> str:
+    """Return the SQLAlchemy URL: ``DATABASE_URL`` (PostgreSQL via psycopg 3) or the SQLite file."""
+    url = settings.database_url
+    if url is None:
+        return f"sqlite:///{Path(instance_path) / 'agar.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def prepare_storage(settings: Settings) -> None:
+    """Create the storage roots, or stop with a message naming the setting that points there."""
+    roots = (
+        ("SCRAPER_DATA_PATH", settings.jobs_path),
+        ("SCRAPER_DATA_PATH", settings.trash_path),
+        ("ARCHIVE_BASE_PATH", settings.archive_base_path),
+    )
+    for variable, root in roots:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"{variable}: cannot create {root}: {error.strerror}") from None
+
+
+def _instance_secret_key(instance_path: str) -> str:
+    # Without SECRET_KEY a random key is kept in the instance folder, so sessions survive a
+    # restart and every web worker process signs with the same key.
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.api import bp as api_bp
+    from app.api.errors import register_error_handlers
+    from app.health import bp as health_bp
+
+    app.register_blueprint(api_bp, url_prefix="/api/scraper")
+    app.register_blueprint(health_bp)
+    register_error_handlers(app)
+
+
+def register_commands(app: Flask) -> None:
+    from app.auth.cli import users_cli
+
+    app.cli.add_command(users_cli)

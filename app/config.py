@@ -1,0 +1,139 @@
+"""Settings of the product, read from the environment (SPEC §5) and checked before start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from croniter import croniter
+
+COMPRESSIONS = ("gzip", "bz2", "xz", "zstd")
+DELETION_STRATEGIES = ("soft", "hard")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the variable and what it must be."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every lifecycle and deployment setting, validated."""
+
+    scraper_data_path: Path
+    archive_base_path: Path
+    archive_after_days: int
+    delete_after_days: int
+    archive_compression: str
+    deletion_strategy: str
+    delete_grace_days: int
+    restore_ttl_days: int
+    secure_delete: bool
+    archive_schedule: str
+    cleanup_schedule: str
+    snapshot_schedule: str
+    alerts_schedule: str
+    archive_batch_size: int
+    archive_max_concurrency: int
+    storage_alert_percent: int
+    alert_webhook_url: str | None
+    database_url: str | None
+    redis_url: str
+
+    @property
+    def jobs_path(self) -> Path:
+        return self.scraper_data_path / "jobs"
+
+    @property
+    def trash_path(self) -> Path:
+        return self.scraper_data_path / "trash"
+
+
+def _text(env: Mapping[str, Any], name: str, default: str | None) -> str | None:
+    value = env.get(name)
+    if value is None or str(value).strip() == "":
+        return default
+    return str(value).strip()
+
+
+def _int(env: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _text(env, name, str(default))
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = _text(env, name, None)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _text(env, name, default)
+    value = raw.lower()  # type: ignore[union-attr]
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _cron(env: Mapping[str, Any], name: str, default: str) -> str:
+    raw = _text(env, name, default)
+    if not croniter.is_valid(raw) or len(raw.split()) != 5:  # type: ignore[union-attr]
+        raise ConfigError(f"{name} must be a five-field cron expression such as '0 2 * * *', got {raw!r}")
+    return raw  # type: ignore[return-value]
+
+
+def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
+    """Read and validate the settings from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+    data_path = Path(_text(env, "SCRAPER_DATA_PATH", "./scraper_data")).expanduser().absolute()  # type: ignore[arg-type]
+    archive_raw = _text(env, "ARCHIVE_BASE_PATH", None)
+    archive_path = Path(archive_raw).expanduser().absolute() if archive_raw else data_path / "archive"
+
+    archive_after = _int(env, "ARCHIVE_AFTER_DAYS", 7, minimum=0)
+    delete_after = _int(env, "DELETE_AFTER_DAYS", 30, minimum=1)
+    if delete_after <= archive_after:
+        raise ConfigError(f"DELETE_AFTER_DAYS ({delete_after}) must exceed ARCHIVE_AFTER_DAYS ({archive_after})")
+
+    webhook = _text(env, "ALERT_WEBHOOK_URL", None)
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise ConfigError(f"ALERT_WEBHOOK_URL must be an http(s) URL, got {webhook!r}")
+    redis_url = _text(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):  # type: ignore[union-attr]
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+
+    return Settings(
+        scraper_data_path=data_path,
+        archive_base_path=archive_path,
+        archive_after_days=archive_after,
+        delete_after_days=delete_after,
+        archive_compression=_choice(env, "ARCHIVE_COMPRESSION", "gzip", COMPRESSIONS),
+        deletion_strategy=_choice(env, "DELETION_STRATEGY", "soft", DELETION_STRATEGIES),
+        delete_grace_days=_int(env, "DELETE_GRACE_DAYS", 7, minimum=0),
+        restore_ttl_days=_int(env, "RESTORE_TTL_DAYS", 7, minimum=1),
+        secure_delete=_bool(env, "SECURE_DELETE", False),
+        archive_schedule=_cron(env, "ARCHIVE_SCHEDULE", "0 2 * * *"),
+        cleanup_schedule=_cron(env, "CLEANUP_SCHEDULE", "0 3 * * *"),
+        snapshot_schedule=_cron(env, "SNAPSHOT_SCHEDULE", "0 * * * *"),
+        alerts_schedule=_cron(env, "ALERTS_SCHEDULE", "15 * * * *"),
+        archive_batch_size=_int(env, "ARCHIVE_BATCH_SIZE", 100, minimum=1, maximum=10_000),
+        archive_max_concurrency=_int(env, "ARCHIVE_MAX_CONCURRENCY", 2, minimum=1, maximum=256),
+        storage_alert_percent=_int(env, "STORAGE_ALERT_PERCENT", 80, minimum=1, maximum=100),
+        alert_webhook_url=webhook,
+        database_url=_text(env, "DATABASE_URL", None),
+        redis_url=redis_url,  # type: ignore[arg-type]
+    )

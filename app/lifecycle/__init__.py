@@ -1,0 +1,1 @@
+"""The run lifecycle: naming, tiers, registration, archival and deletion (plain Python, no Flask)."""

@@ -1,0 +1,147 @@
+"""Registering runs, moving their status forward, and which tier a run is in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import Session
+
+from app.lifecycle.disk import folder_size
+from app.lifecycle.errors import RuleViolation, RunConflict
+from app.lifecycle.naming import find_run_folder, folder_name_for, run_folder_path
+from app.models import FINISHED_STATUSES, JOB_STATUSES, Job, utcnow
+
+# Status only moves forward: pending → running → one of the finished states.
+_STATUS_RANK = {"pending": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
+
+
+def tier_of(job: Job) -> str:
+    """Return ``active``, ``archived`` or ``deleted`` for a run."""
+    if job.deleted_at is not None:
+        return "deleted"
+    if job.archived_at is not None:
+        return "archived"
+    return "active"
+
+
+def is_active() -> ColumnElement[bool]:
+    """SQL condition: the run is in the active tier."""
+    return and_(Job.archived_at.is_(None), Job.deleted_at.is_(None))
+
+
+def is_archived() -> ColumnElement[bool]:
+    """SQL condition: the run is in the archived tier."""
+    return and_(Job.archived_at.is_not(None), Job.deleted_at.is_(None))
+
+
+def _check_timeline(status: str, created: datetime, started: datetime | None, completed: datetime | None) -> None:
+    now = utcnow()
+    for label, moment in (("created_at", created), ("started_at", started), ("completed_at", completed)):
+        if moment is not None and moment > now:
+            raise RuleViolation(f"{label} is in the future")
+    if started is not None and started < created:
+        raise RuleViolation("started_at is before created_at")
+    if completed is not None:
+        if status not in FINISHED_STATUSES:
+            raise RuleViolation(f"completed_at is only for finished runs, not {status!r} ones")
+        if completed < (started or created):
+            raise RuleViolation("completed_at is before the run started")
+    if status == "pending" and started is not None:
+        raise RuleViolation("a pending run has not started")
+
+
+def register_run(
+    session: Session,
+    jobs_root: Path,
+    *,
+    name: str,
+    scraper: str,
+    created_by: uuid.UUID | None,
+    job_id: uuid.UUID | None = None,
+    status: str = "pending",
+    created_at: datetime | None = None,
+    started_at: datetime | None = None,
+    completed_at: datetime | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Job:
+    """Create a run's row and its folder ``jobs/{folder_name}_{job_id}``; commit both or neither."""
+    if status not in JOB_STATUSES:
+        raise RuleViolation(f"status must be one of {', '.join(JOB_STATUSES)}")
+    job_id = job_id or uuid.uuid4()
+    if session.get(Job, job_id) is not None:
+        raise RunConflict(f"a run with id {job_id} already exists")
+    created_at = created_at or utcnow()
+    if status != "pending" and started_at is None:
+        started_at = created_at
+    if status in FINISHED_STATUSES and completed_at is None:
+        completed_at = utcnow()
+    _check_timeline(status, created_at, started_at, completed_at)
+
+    job = Job(
+        id=job_id,
+        name=name,
+        scraper=scraper,
+        status=status,
+        created_by=created_by,
+        created_at=created_at,
+        started_at=started_at,
+        completed_at=completed_at,
+        folder_name=folder_name_for(created_at),
+        stats=stats,
+        keep_forever=False,
+    )
+    folder = run_folder_path(jobs_root, job.folder_name, job_id)
+    existed = folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    if status in FINISHED_STATUSES:
+        job.size_bytes = folder_size(folder)
+    session.add(job)
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        if not existed:
+            folder.rmdir()
+        raise
+    return job
+
+
+def update_run(
+    session: Session,
+    jobs_root: Path,
+    job: Job,
+    *,
+    status: str | None = None,
+    stats: dict[str, Any] | None = None,
+) -> Job:
+    """Apply a scraper's status and stats update to an active run; status only moves forward."""
+    if tier_of(job) != "active":
+        raise RunConflict(f"run {job.id} is {tier_of(job)}; only active runs can be updated")
+    if status is not None and status != job.status:
+        if status not in JOB_STATUSES:
+            raise RuleViolation(f"status must be one of {', '.join(JOB_STATUSES)}")
+        if _STATUS_RANK[status] <= _STATUS_RANK[job.status]:
+            raise RunConflict(f"status cannot move from {job.status} to {status}")
+        now = utcnow()
+        if status != "pending" and job.started_at is None:
+            job.started_at = now
+        if status in FINISHED_STATUSES:
+            job.completed_at = now
+            folder = find_run_folder(jobs_root, job.folder_name, job.id)
+            job.size_bytes = folder_size(folder) if folder else 0
+        job.status = status
+    if stats is not None:
+        # A shallow merge: a scraper reports the counters it knows and keeps the others.
+        job.stats = {**(job.stats or {}), **stats}
+    session.commit()
+    return job
+
+
+def runs_visible_to(user_id: uuid.UUID, is_admin: bool):
+    """Return a SELECT of the runs a user may see: their own, or every run for an admin."""
+    query = select(Job)
+    return query if is_admin else query.where(Job.created_by == user_id)

@@ -1,0 +1,213 @@
+"""The database tables of SPEC §4, as plain SQLAlchemy 2.0 models (no Flask here)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
+LIFECYCLE_ACTIONS = (
+    "archive",
+    "restore",
+    "expire_restore",
+    "delete",
+    "purge",
+    "undelete",
+    "extend",
+    "migrate",
+)
+EVENT_OUTCOMES = ("succeeded", "failed", "skipped")
+USER_ROLES = ("admin", "member")
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite keeps none, so values are normalised to
+    UTC on the way in and tagged as UTC on the way out. Naive values are refused: a naive time
+    is a bug waiting for a server in another zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigIntKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", USER_ROLES), name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Job(Base):
+    """One scraper run (a *job* in code and API) and where it is in its life."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (CheckConstraint(_in("status", JOB_STATUSES), name="status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(255))
+    scraper: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    folder_name: Mapped[str | None] = mapped_column(String(255), index=True)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    archive_path: Mapped[str | None] = mapped_column(String(512))
+    archive_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64))
+    compression: Mapped[str | None] = mapped_column(String(8))
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    restore_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retain_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    keep_forever: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    deleted_by: Mapped[str | None] = mapped_column(String(64))
+    deletion_reason: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobAudit(Base):
+    """What remains of a deleted run: written when the deletion happens, never removed."""
+
+    __tablename__ = "job_audit"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    job_name: Mapped[str | None] = mapped_column(String(255))
+    folder_name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    deletion_reason: Mapped[str | None] = mapped_column(Text)
+    deleted_by: Mapped[str | None] = mapped_column(String(64))
+    strategy: Mapped[str | None] = mapped_column(String(8))
+    bytes_freed: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class LifecycleEvent(Base):
+    """One attempt at one lifecycle action on one run, whatever its outcome."""
+
+    __tablename__ = "lifecycle_events"
+    __table_args__ = (
+        CheckConstraint(_in("action", LIFECYCLE_ACTIONS), name="action"),
+        CheckConstraint(_in("outcome", EVENT_OUTCOMES), name="outcome"),
+        Index("ix_lifecycle_events_action_started_at", "action", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    # A plain column, not a foreign key: history outlives a hard-deleted run.
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bytes_before: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_after: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StorageSnapshot(Base):
+    """Bytes and counts per tier and the disk's size, taken hourly."""
+
+    __tablename__ = "storage_snapshots"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    active_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    active_count: Mapped[int] = mapped_column(Integer, default=0)
+    archived_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    archived_count: Mapped[int] = mapped_column(Integer, default=0)
+    trash_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    deleted_count: Mapped[int] = mapped_column(Integer, default=0)
+    disk_total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    disk_free_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,107 @@
+"""Settings: defaults, and every invalid value stopping start-up with a message naming the variable."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from app.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_follow_the_spec(tmp_path):
+    settings = load_settings({"SCRAPER_DATA_PATH": str(tmp_path)})
+    assert settings.archive_after_days == 7
+    assert settings.delete_after_days == 30
+    assert settings.archive_compression == "gzip"
+    assert settings.deletion_strategy == "soft"
+    assert settings.delete_grace_days == 7
+    assert settings.restore_ttl_days == 7
+    assert settings.secure_delete is False
+    assert settings.archive_schedule == "0 2 * * *"
+    assert settings.cleanup_schedule == "0 3 * * *"
+    assert settings.storage_alert_percent == 80
+    assert settings.jobs_path == tmp_path / "jobs"
+    assert settings.archive_base_path == tmp_path / "archive"
+    assert settings.trash_path == tmp_path / "trash"
+
+
+def test_archive_base_path_may_move_the_archive(tmp_path):
+    settings = load_settings({"SCRAPER_DATA_PATH": str(tmp_path / "d"), "ARCHIVE_BASE_PATH": str(tmp_path / "a")})
+    assert settings.archive_base_path == tmp_path / "a"
+
+
+def test_values_are_parsed(tmp_path):
+    settings = load_settings(
+        {
+            "ARCHIVE_AFTER_DAYS": "3",
+            "DELETE_AFTER_DAYS": "10",
+            "ARCHIVE_COMPRESSION": "ZSTD",
+            "DELETION_STRATEGY": "hard",
+            "SECURE_DELETE": "yes",
+            "ARCHIVE_SCHEDULE": "30 1 * * 1-5",
+        }
+    )
+    assert (settings.archive_after_days, settings.delete_after_days) == (3, 10)
+    assert settings.archive_compression == "zstd"
+    assert settings.deletion_strategy == "hard"
+    assert settings.secure_delete is True
+    assert settings.archive_schedule == "30 1 * * 1-5"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"ARCHIVE_AFTER_DAYS": "-1"}, "ARCHIVE_AFTER_DAYS"),
+        ({"ARCHIVE_AFTER_DAYS": "seven"}, "ARCHIVE_AFTER_DAYS"),
+        ({"DELETE_AFTER_DAYS": "7"}, "DELETE_AFTER_DAYS"),
+        ({"ARCHIVE_AFTER_DAYS": "40"}, "DELETE_AFTER_DAYS"),
+        ({"DELETE_GRACE_DAYS": "-3"}, "DELETE_GRACE_DAYS"),
+        ({"RESTORE_TTL_DAYS": "0"}, "RESTORE_TTL_DAYS"),
+        ({"ARCHIVE_COMPRESSION": "rar"}, "ARCHIVE_COMPRESSION"),
+        ({"DELETION_STRATEGY": "shred"}, "DELETION_STRATEGY"),
+        ({"SECURE_DELETE": "maybe"}, "SECURE_DELETE"),
+        ({"ARCHIVE_SCHEDULE": "every night"}, "ARCHIVE_SCHEDULE"),
+        ({"CLEANUP_SCHEDULE": "61 3 * * *"}, "CLEANUP_SCHEDULE"),
+        ({"ARCHIVE_BATCH_SIZE": "0"}, "ARCHIVE_BATCH_SIZE"),
+        ({"ARCHIVE_MAX_CONCURRENCY": "1.5"}, "ARCHIVE_MAX_CONCURRENCY"),
+        ({"STORAGE_ALERT_PERCENT": "150"}, "STORAGE_ALERT_PERCENT"),
+        ({"ALERT_WEBHOOK_URL": "ftp://example"}, "ALERT_WEBHOOK_URL"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+    ],
+)
+def test_invalid_values_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
+
+
+def test_create_app_refuses_invalid_settings(tmp_path, clean_env):
+    with pytest.raises(ConfigError, match="DELETE_AFTER_DAYS"):
+        create_app({"SCRAPER_DATA_PATH": str(tmp_path), "ARCHIVE_AFTER_DAYS": 30, "DELETE_AFTER_DAYS": 30})
+
+
+def test_unwritable_data_path_stops_start_up(tmp_path, clean_env):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="SCRAPER_DATA_PATH"):
+        create_app({"SCRAPER_DATA_PATH": str(blocker / "data"), "INSTANCE_PATH": str(tmp_path / "i")})
+
+
+def test_start_up_prints_one_clear_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "SCRAPER_DATA_PATH": str(tmp_path), "ARCHIVE_COMPRESSION": "lzma"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Configuration error: ARCHIVE_COMPRESSION must be one of gzip, bz2, xz, zstd, got 'lzma'"
+    )
+
+
+def test_create_app_takes_test_config(app, tmp_path):
+    assert app.testing
+    assert app.extensions["agar.settings"].jobs_path.is_dir()
+    assert app.extensions["agar.settings"].archive_base_path.is_dir()

@@ -1,0 +1,57 @@
+"""One migration history that upgrades, matches the models, and downgrades on SQLite and PostgreSQL."""
+
+import uuid
+
+import pytest
+from flask_migrate import check, downgrade, upgrade
+from sqlalchemy import create_engine, inspect, text
+
+from app import create_app
+from app.extensions import db
+from tests.conftest import postgres_admin_url, with_search_path
+
+TABLES = {"jobs", "job_audit", "lifecycle_events", "storage_snapshots", "users", "alerts"}
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path):
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    schema = f"migr_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield with_search_path(admin_url, schema)
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def test_upgrade_check_downgrade_upgrade(fresh_database_url, tmp_path, clean_env):
+    app = create_app(
+        {"DATABASE_URL": fresh_database_url, "SCRAPER_DATA_PATH": str(tmp_path), "INSTANCE_PATH": str(tmp_path / "i")}
+    )
+    with app.app_context():
+        upgrade()
+        assert TABLES <= set(inspect(db.engine).get_table_names())
+        check()  # raises if the models and the migrations disagree
+        indexes = {index["name"] for index in inspect(db.engine).get_indexes("jobs")}
+        assert {"ix_jobs_folder_name", "ix_jobs_archived_at", "ix_jobs_deleted_at", "ix_jobs_scraper"} <= indexes
+        audit_indexes = {index["name"] for index in inspect(db.engine).get_indexes("job_audit")}
+        assert {"ix_job_audit_deleted_at", "ix_job_audit_job_id"} <= audit_indexes
+        downgrade(revision="base")
+        assert not TABLES & set(inspect(db.engine).get_table_names())
+        upgrade()
+        assert TABLES <= set(inspect(db.engine).get_table_names())
+        db.engine.dispose()
+
+
+def test_stats_is_jsonb_on_postgresql_and_json_on_sqlite(app):
+    columns = {c["name"]: c["type"] for c in inspect(db.engine).get_columns("jobs")}
+    if db.engine.dialect.name == "postgresql":
+        assert type(columns["stats"]).__name__ == "JSONB"
+        assert columns["created_at"].timezone is True
+    else:
+        assert type(columns["stats"]).__name__ == "JSON"
