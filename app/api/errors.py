@@ -1,0 +1,78 @@
+"""One error shape for the API: ``{"error": {"code", "message"}}`` with an honest status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.naming import BadJobId
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Stop handling a request and answer with this status and message."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    body = jsonify(error={"code": code or _CODES.get(status, "error"), "message": message})
+    return body, status, headers or {}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/openapi.json")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer API errors as JSON, and HTTP errors on API paths too (404 and 405 included)."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Any:
+        return error_response(error.status, error.message, error.code, error.headers)
+
+    @app.errorhandler(BadJobId)
+    def _bad_id(error: BadJobId) -> Any:
+        return error_response(400, str(error), "invalid_id")
+
+    @app.errorhandler(RunNotFound)
+    def _not_found(error: RunNotFound) -> Any:
+        return error_response(404, str(error) or "no such run")
+
+    @app.errorhandler(RunConflict)
+    def _conflict(error: RunConflict) -> Any:
+        return error_response(409, str(error))
+
+    @app.errorhandler(RuleViolation)
+    def _rule(error: RuleViolation) -> Any:
+        return error_response(422, str(error))
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Any:
+        if not _wants_json():
+            return error
+        headers = dict(error.get_headers())
+        headers.pop("Content-Type", None)
+        return error_response(error.code or 500, error.description or error.name, headers=headers)

@@ -1,0 +1,130 @@
+"""Registering runs and reading them: ``/api/scraper/jobs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request, url_for
+from sqlalchemy import String, cast, func, or_, select
+
+from app.api import bp
+from app.api.auth import current_user, may_see
+from app.api.errors import ApiError
+from app.api.params import date_bound, job_id_param, json_body, pagination, parse_timestamp, text_field
+from app.api.schemas import event_json, job_json, page
+from app.extensions import db, settings
+from app.lifecycle.errors import RunNotFound
+from app.lifecycle.runs import is_active, register_run, runs_visible_to, update_run
+from app.models import JOB_STATUSES, Job, LifecycleEvent
+
+_IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
+HISTORY_LIMIT = 100
+
+
+def visible_job(raw_id: str) -> Job:
+    """Return the run if the caller may see it; a run of someone else's is simply not found."""
+    job = db.session.get(Job, job_id_param(raw_id))
+    if job is None or not may_see(current_user(), job):
+        raise RunNotFound(f"no run {raw_id}")
+    return job
+
+
+def _stats_field(body: dict[str, Any]) -> dict[str, Any] | None:
+    stats = body.get("stats")
+    if stats is not None and not isinstance(stats, dict):
+        raise ApiError(400, "stats must be a JSON object")
+    return stats
+
+
+@bp.post("/jobs")
+def create_job() -> Any:
+    """Register a run and create its folder; admins may import finished runs with their history."""
+    body = json_body({"id", "name", "scraper", "stats", *_IMPORT_FIELDS})
+    user = current_user()
+    importing = _IMPORT_FIELDS & body.keys()
+    if importing and not user.is_admin:
+        raise ApiError(403, f"only admins may set {', '.join(sorted(importing))} (importing runs)")
+    status = body.get("status", "pending")
+    if not isinstance(status, str) or status not in JOB_STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}")
+    stamps = {
+        name: parse_timestamp(body[name], name)
+        for name in ("created_at", "started_at", "completed_at")
+        if body.get(name) is not None
+    }
+    job = register_run(
+        db.session,
+        settings().jobs_path,
+        name=text_field(body, "name", required=True),  # type: ignore[arg-type]
+        scraper=text_field(body, "scraper", required=True),  # type: ignore[arg-type]
+        created_by=user.id,
+        job_id=job_id_param(body["id"]) if body.get("id") is not None else None,
+        status=status,
+        stats=_stats_field(body),
+        **stamps,
+    )
+    return job_json(job), 201, {"Location": url_for("api.get_job", job_id=str(job.id))}
+
+
+@bp.get("/jobs")
+def list_jobs() -> Any:
+    """List active runs, newest first, filtered by status, text, and a created_at range."""
+    args = request.args
+    limit, offset = pagination(args)
+    user = current_user()
+    query = runs_visible_to(user.id, user.is_admin).where(is_active())
+    statuses = [s for s in args.get("status", "").split(",") if s]
+    unknown = [s for s in statuses if s not in JOB_STATUSES]
+    if unknown:
+        raise ApiError(400, f"status must be among {', '.join(JOB_STATUSES)}")
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if args.get("scraper"):
+        query = query.where(Job.scraper == args["scraper"])
+    text = args.get("q", "").strip()
+    if len(text) > 200:
+        raise ApiError(400, "q must be at most 200 characters")
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Job.name.ilike(pattern, escape="\\"),
+                Job.scraper.ilike(pattern, escape="\\"),
+                Job.folder_name.ilike(pattern, escape="\\"),
+                cast(Job.id, String).ilike(pattern, escape="\\"),
+            )
+        )
+    start = date_bound(args, "start_date", end=False)
+    end = date_bound(args, "end_date", end=True)
+    if start is not None:
+        query = query.where(Job.created_at >= start)
+    if end is not None:
+        query = query.where(Job.created_at < end)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return page([job_json(job) for job in rows], total or 0, limit, offset)
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Any:
+    """One run in any tier, with its lifecycle history (newest first)."""
+    job = visible_job(job_id)
+    events = db.session.scalars(
+        select(LifecycleEvent)
+        .where(LifecycleEvent.job_id == job.id)
+        .order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
+        .limit(HISTORY_LIMIT)
+    )
+    return {**job_json(job), "events": [event_json(event) for event in events]}
+
+
+@bp.patch("/jobs/<job_id>")
+def patch_job(job_id: str) -> Any:
+    """Status and stats updates from the scraper; status only moves forward."""
+    job = visible_job(job_id)
+    body = json_body({"status", "stats"})
+    status = body.get("status")
+    if status is not None and (not isinstance(status, str) or status not in JOB_STATUSES):
+        raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}")
+    update_run(db.session, settings().jobs_path, job, status=status, stats=_stats_field(body))
+    return job_json(job)

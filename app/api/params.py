@@ -1,0 +1,105 @@
+"""Parsing what a request says: query parameters, JSON bodies, ids and dates. Bad input → 400."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import request
+
+from app.api.errors import ApiError
+from app.lifecycle.naming import BadJobId, parse_job_id
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+_INTEGER = re.compile(r"^\d{1,9}$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def job_id_param(value: str) -> uuid.UUID:
+    try:
+        return parse_job_id(value)
+    except BadJobId as error:
+        raise ApiError(400, str(error), "invalid_id") from None
+
+
+def pagination(args: Mapping[str, str]) -> tuple[int, int]:
+    """Return ``(limit, offset)``: limit ≥ 1 (default 50, capped at 500), offset ≥ 0."""
+    raw_limit = args.get("limit")
+    raw_offset = args.get("offset")
+    if raw_limit is None:
+        limit = DEFAULT_LIMIT
+    elif _INTEGER.match(raw_limit) and int(raw_limit) >= 1:
+        limit = min(int(raw_limit), MAX_LIMIT)
+    else:
+        raise ApiError(400, f"limit must be a whole number of at least 1, got {raw_limit[:40]!r}")
+    if raw_offset is None:
+        offset = 0
+    elif _INTEGER.match(raw_offset):
+        offset = int(raw_offset)
+    else:
+        raise ApiError(400, f"offset must be a whole number of at least 0, got {raw_offset[:40]!r}")
+    return limit, offset
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    """Parse an ISO 8601 date-time (a naive one is taken as UTC); return it in UTC."""
+    if not isinstance(value, str) or len(value) > 40:
+        raise ApiError(400, f"{name} must be an ISO 8601 date-time string")
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"{name} must be an ISO 8601 date-time, got {value!r}") from None
+
+
+def date_bound(args: Mapping[str, str], name: str, *, end: bool) -> datetime | None:
+    """Parse a date filter into a bound: start inclusive, end exclusive.
+
+    A bare date covers its whole UTC day, so ``end_date=2025-01-13`` includes that day; an end
+    date-time includes that instant.
+    """
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if _DATE_ONLY.match(raw):
+            moment = datetime.combine(date.fromisoformat(raw), time.min, UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = parse_timestamp(raw, name)
+        return moment + timedelta(microseconds=1) if end else moment
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"{name} must be an ISO 8601 date or date-time, got {raw[:40]!r}") from None
+
+
+def json_body(allowed: set[str]) -> dict[str, Any]:
+    """Return the request's JSON object, refusing other media types, shapes and unknown fields."""
+    if not request.is_json:
+        raise ApiError(415, "send a JSON object with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)[:200]}")
+    return body
+
+
+def text_field(body: Mapping[str, Any], name: str, *, required: bool, max_length: int = 255) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, f"{name} is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, f"{name} must be a non-empty string")
+    if len(value) > max_length:
+        raise ApiError(400, f"{name} must be at most {max_length} characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise ApiError(400, f"{name} must not contain control characters")
+    return value.strip()

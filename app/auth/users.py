@@ -1,0 +1,83 @@
+"""Creating users and checking their credentials (no Flask here)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.models import User
+
+# Actor names the product writes itself; no user may take them.
+RESERVED_USERNAMES = frozenset({"scheduler", "system", "reconcile"})
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class UserError(ValueError):
+    """A user cannot be created or changed as asked."""
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of an API token (tokens are random, so SHA-256 suffices)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """Return a fresh API token."""
+    return "agar_" + secrets.token_urlsafe(32)
+
+
+def create_user(session: Session, username: str, password: str | None, *, admin: bool) -> tuple[User, str, str]:
+    """Create a user; return it with its password (generated when none is given) and API token."""
+    if not _USERNAME.match(username):
+        raise UserError("username must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if username.lower() in RESERVED_USERNAMES:
+        raise UserError(f"username {username!r} is reserved for the product's own actions")
+    if session.scalar(select(User).where(func.lower(User.username) == username.lower())):
+        raise UserError(f"user {username!r} already exists")
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    elif len(password) < 8:
+        raise UserError("password must be at least 8 characters")
+    token = new_token()
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password),
+        role="admin" if admin else "member",
+        api_token_hash=hash_token(token),
+    )
+    session.add(user)
+    session.commit()
+    return user, password, token
+
+
+def rotate_token(session: Session, user: User) -> str:
+    """Give a user a new API token, invalidating the old one; return the new token."""
+    token = new_token()
+    user.api_token_hash = hash_token(token)
+    session.commit()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """Return the user holding this API token, if any."""
+    if not token:
+        return None
+    digest = hash_token(token)
+    user = session.scalar(select(User).where(User.api_token_hash == digest))
+    if user is None or not hmac.compare_digest(user.api_token_hash or "", digest):
+        return None
+    return user
+
+
+def user_for_password(session: Session, username: str, password: str) -> User | None:
+    """Return the user if the password matches."""
+    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None or not check_password_hash(user.password_hash, password):
+        return None
+    return user

@@ -1,0 +1,120 @@
+"""The daily cadence: enqueue the lifecycle passes on their cron schedules, in UTC.
+
+Why our own loop rather than rq-scheduler or ``rq cron``: rq-scheduler is unmaintained and may
+double-enqueue with several instances; RQ's CronScheduler has no leader election and never makes
+up a missed run. Here every occurrence of a schedule has one id (``sched-archive-20250113T0200``)
+and is claimed with an atomic Redis ``SET NX`` before it is enqueued, so any number of scheduler
+processes on any number of machines enqueue it exactly once. At start the scheduler claims the
+latest past occurrence too, so a night missed while it was down runs as soon as it is back (the
+passes are idempotent, so one catch-up covers any number of missed nights).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from croniter import croniter
+from redis import Redis
+from rq import Queue
+
+from app.config import Settings
+
+log = logging.getLogger("agar.schedule")
+
+CLAIM_TTL = timedelta(days=8)
+QUEUE_NAME = "agar"
+
+
+@dataclass(frozen=True)
+class ScheduledTask:
+    """One recurring task: a name, a cron expression (UTC) and the RQ function to enqueue."""
+
+    name: str
+    cron: str
+    function: str
+    timeout: int = 6 * 3600
+
+
+def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
+    """Return the product's recurring tasks, from the configured cron expressions."""
+    return [
+        ScheduledTask("archive", settings.archive_schedule, "app.tasks.archive_old_runs"),
+        ScheduledTask("cleanup", settings.cleanup_schedule, "app.tasks.cleanup_old_runs"),
+    ]
+
+
+def occurrence_id(task: ScheduledTask, moment: datetime) -> str:
+    """Return the id shared by every scheduler for this occurrence of the task."""
+    return f"sched-{task.name}-{moment.astimezone(UTC):%Y%m%dT%H%M}"
+
+
+def previous_occurrence(task: ScheduledTask, now: datetime) -> datetime:
+    return croniter(task.cron, now.astimezone(UTC)).get_prev(datetime)
+
+
+def next_occurrence(task: ScheduledTask, now: datetime) -> datetime:
+    return croniter(task.cron, now.astimezone(UTC)).get_next(datetime)
+
+
+def claim_and_enqueue(connection: Redis, task: ScheduledTask, moment: datetime) -> bool:
+    """Enqueue this occurrence unless another scheduler already has; return whether we did."""
+    job_id = occurrence_id(task, moment)
+    claimed = connection.set(f"agar:schedule:{job_id}", "1", nx=True, ex=int(CLAIM_TTL.total_seconds()))
+    if not claimed:
+        return False
+    Queue(QUEUE_NAME, connection=connection).enqueue(
+        task.function,
+        job_id=job_id,
+        job_timeout=task.timeout,
+        description=f"scheduled {task.name} for {moment:%Y-%m-%d %H:%M} UTC",
+        meta={"scheduled_for": moment.isoformat(), "actor": "scheduler"},
+    )
+    log.info("enqueued %s", job_id)
+    return True
+
+
+def catch_up(connection: Redis, tasks: Iterable[ScheduledTask], now: datetime) -> list[str]:
+    """Enqueue the latest past occurrence of each task if no scheduler has; return their ids."""
+    enqueued = []
+    for task in tasks:
+        moment = previous_occurrence(task, now)
+        if claim_and_enqueue(connection, task, moment):
+            enqueued.append(occurrence_id(task, moment))
+    return enqueued
+
+
+def tick(connection: Redis, tasks: Iterable[ScheduledTask], since: datetime, now: datetime) -> list[str]:
+    """Enqueue every occurrence in ``(since, now]``; return their ids."""
+    enqueued = []
+    for task in tasks:
+        moment = next_occurrence(task, since)
+        while moment <= now:
+            if claim_and_enqueue(connection, task, moment):
+                enqueued.append(occurrence_id(task, moment))
+            moment = next_occurrence(task, moment)
+    return enqueued
+
+
+def run_scheduler_loop(
+    app,  # type: ignore[no-untyped-def]
+    connection: Redis,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    poll_seconds: float = 20.0,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run forever: catch up once, then enqueue each occurrence as its time comes."""
+    tasks = scheduled_tasks(app.extensions["agar.settings"])
+    for task in tasks:
+        log.info("schedule %s: %r (UTC), next at %s", task.name, task.cron, next_occurrence(task, clock()))
+    since = clock()
+    catch_up(connection, tasks, since)
+    while not should_stop():
+        time.sleep(poll_seconds)
+        now = clock()
+        tick(connection, tasks, since, now)
+        since = now

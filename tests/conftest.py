@@ -1,0 +1,177 @@
+"""Fixtures: an app on a throw-away database (SQLite, or PostgreSQL with TEST_DATABASE_URL), users, clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+
+from app import create_app
+from app.auth.users import create_user
+from app.extensions import db
+from app.models import Base, User
+
+SETTINGS_VARIABLES = (
+    "SCRAPER_DATA_PATH ARCHIVE_BASE_PATH ARCHIVE_AFTER_DAYS DELETE_AFTER_DAYS ARCHIVE_COMPRESSION "
+    "DELETION_STRATEGY DELETE_GRACE_DAYS RESTORE_TTL_DAYS SECURE_DELETE ARCHIVE_SCHEDULE CLEANUP_SCHEDULE "
+    "SNAPSHOT_SCHEDULE ALERTS_SCHEDULE ARCHIVE_BATCH_SIZE ARCHIVE_MAX_CONCURRENCY STORAGE_ALERT_PERCENT "
+    "ALERT_WEBHOOK_URL DATABASE_URL REDIS_URL SECRET_KEY"
+).split()
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def postgres_admin_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return None
+    return url.replace("postgresql://", "postgresql+psycopg://", 1).replace("postgres://", "postgresql+psycopg://", 1)
+
+
+def with_search_path(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this test session's own: a fresh PostgreSQL schema, or a SQLite file."""
+    admin_url = postgres_admin_url()
+    if admin_url is None:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agar.db'}"
+        return
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield with_search_path(admin_url, schema)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The session database, brought to the latest schema by the real migrations."""
+    app = create_app(_base_config(database_url, tmp_path_factory.mktemp("migrate")))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return database_url
+
+
+def _base_config(database_url: str, root: Path) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SCRAPER_DATA_PATH": str(root / "scraper_data"),
+        "INSTANCE_PATH": str(root / "instance"),
+        "REDIS_URL": TEST_REDIS_URL,
+        "SECRET_KEY": "test-secret",
+    }
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the test, never from the shell that started pytest."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_app(migrated: str, tmp_path: Path, clean_env: None) -> Iterator[Any]:
+    """Build apps on the session database; every table is emptied after the test."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = create_app({**_base_config(migrated, tmp_path), **overrides})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    cleaner = create_app(_base_config(migrated, tmp_path))
+    with cleaner.app_context():
+        with db.engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Iterator[Flask]:
+    app = make_app()
+    with app.app_context():
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+@dataclass
+class Account:
+    """A user and an API client that sends its token."""
+
+    user: User
+    token: str
+    client: FlaskClient
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.client.get(url, headers=self.headers, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.client.post(url, headers=self.headers, **kwargs)
+
+    def patch(self, url: str, **kwargs: Any) -> Any:
+        return self.client.patch(url, headers=self.headers, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> Any:
+        return self.client.delete(url, headers=self.headers, **kwargs)
+
+
+@pytest.fixture
+def make_account(app: Flask, client: FlaskClient) -> Any:
+    def factory(username: str, *, admin: bool = False) -> Account:
+        user, _password, token = create_user(db.session, username, "correct horse battery", admin=admin)
+        return Account(user, token, client)
+
+    return factory
+
+
+@pytest.fixture
+def admin(make_account: Any) -> Account:
+    return make_account("ada", admin=True)
+
+
+@pytest.fixture
+def member(make_account: Any) -> Account:
+    return make_account("max")
+
+
+@pytest.fixture
+def other_member(make_account: Any) -> Account:
+    return make_account("olga")
