@@ -1,0 +1,45 @@
+# Agar Run Manager. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-sqlite test-postgres lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install the pinned dependencies
+
+run: venv ## Migrate the database, create the first admin, start web + worker + scheduler
+	$(FLASK) db upgrade
+	$(FLASK) users ensure-admin
+	$(PY) scripts/run.py
+
+test: venv ## Lint, then run the whole suite on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set
+	$(VENV)/bin/ruff check .
+	env -u TEST_DATABASE_URL $(PY) -m pytest -q
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		$(PY) -m pytest -q; \
+	else echo "(TEST_DATABASE_URL not set: PostgreSQL pass skipped; .ci/run sets it)"; fi
+
+lint: venv ## Check style with ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv ## Reformat with ruff
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove the virtualenv and local data (instance/, scraper_data/)
+	rm -rf $(VENV) instance scraper_data
