@@ -93,5 +93,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from app.auth.cli import users_cli
+    from app.cli import runs_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(runs_cli)

@@ -44,3 +44,10 @@ def redis_connection(app: Flask | None = None) -> Redis:
         client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
         app.extensions["agar.redis"] = client
     return client
+
+
+def lifecycle(**options):  # type: ignore[no-untyped-def]
+    """Return the lifecycle core bound to this app's session, settings and Redis."""
+    from app.lifecycle.context import Lifecycle
+
+    return Lifecycle.build(db.session, settings(), redis_connection(), **options)

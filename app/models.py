@@ -182,6 +182,25 @@ class LifecycleEvent(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bytes_before: Mapped[int | None] = mapped_column(BigInteger)
     bytes_after: Mapped[int | None] = mapped_column(BigInteger)
+    # Our addition: warnings (links left out) and what a repair did.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class ArchiveMember(Base):
+    """One entry of a run archive's manifest, so members can be listed and read without unpacking."""
+
+    __tablename__ = "archive_members"
+    __table_args__ = (CheckConstraint(_in("kind", ("dir", "file", "symlink")), name="kind"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    link_target: Mapped[str | None] = mapped_column(Text)
+    # Where the member's bytes start in the uncompressed tar stream (for seekable reads later).
+    offset: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StorageSnapshot(Base):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
 from app.config import Settings
 
@@ -71,7 +71,10 @@ def claim_and_enqueue(connection: Redis, task: ScheduledTask, moment: datetime) 
         job_id=job_id,
         job_timeout=task.timeout,
         description=f"scheduled {task.name} for {moment:%Y-%m-%d %H:%M} UTC",
-        meta={"scheduled_for": moment.isoformat(), "actor": "scheduler"},
+        meta={"scheduled_for": moment.isoformat(), "actor": "scheduler", "progress": 0},
+        retry=Retry(max=3, interval=[60, 300, 900]),
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
     )
     log.info("enqueued %s", job_id)
     return True

@@ -175,3 +175,109 @@ def member(make_account: Any) -> Account:
 @pytest.fixture
 def other_member(make_account: Any) -> Account:
     return make_account("olga")
+
+
+# -- lifecycle fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_db(app: Flask) -> Any:
+    """The test Redis database, emptied first (it is ours alone: TEST_REDIS_URL, db 9 by default)."""
+    from app.extensions import redis_connection
+
+    connection = redis_connection(app)
+    connection.flushdb()
+    return connection
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def lc(app: Flask, redis_db: Any, clock: Clock) -> Any:
+    """The lifecycle core on the test database, Redis and storage, with a hand-moved clock."""
+    from app.extensions import lifecycle
+
+    return lifecycle(clock=clock)
+
+
+@pytest.fixture
+def make_run(lc: Any, clock: Clock) -> Any:
+    """Register a run with files in its folder, finished ``days_ago`` days before the clock's now."""
+    import uuid as uuid_module
+    from datetime import timedelta
+
+    from app.lifecycle.runs import register_run
+
+    def factory(
+        files: dict[str, bytes | str] | None = None,
+        *,
+        days_ago: float = 10,
+        status: str = "completed",
+        name: str = "books",
+        scraper: str = "books-toscrape",
+        owner: Any = None,
+    ) -> Any:
+        finished = clock.now - timedelta(days=days_ago)
+        created = finished - timedelta(minutes=30)
+        job = register_run(
+            lc.session,
+            lc.settings.jobs_path,
+            name=name,
+            scraper=scraper,
+            created_by=owner,
+            job_id=uuid_module.uuid4(),
+            status=status,
+            created_at=created,
+            started_at=created if status != "pending" else None,
+            completed_at=finished if status in ("completed", "failed", "cancelled") else None,
+        )
+        folder = lc.settings.jobs_path / f"{job.folder_name}_{job.id}"
+        for relpath, content in (files if files is not None else DEFAULT_FILES).items():
+            path = folder / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return job
+
+    return factory
+
+
+DEFAULT_FILES: dict[str, bytes | str] = {
+    "results.json": '{"items": [' + ",".join(f'{{"id": {i}, "title": "Book {i}"}}' for i in range(200)) + "]}",
+    "screens/home.png": bytes(range(256)) * 40,
+    "logs/run.log": "INFO fetched page\n" * 300,
+    "report.pdf": b"%PDF-1.4\n" + bytes(range(256)) * 8,
+}
+
+
+def tree(root: Path) -> dict[str, Any]:
+    """A folder's content as ``{relpath: bytes | ('link', target) | 'dir'}``, links not followed."""
+    found: dict[str, Any] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            found[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            found[rel] = "dir"
+        else:
+            found[rel] = path.read_bytes()
+    return found

@@ -1,0 +1,240 @@
+"""``flask runs …``: the lifecycle from the command line, in process (or ``--enqueue``d to RQ)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from app import tasks
+from app.extensions import db, lifecycle, settings
+from app.lifecycle import archival, deletion, passes
+from app.lifecycle.archival import folder_name_of, load_run
+from app.lifecycle.errors import LifecycleError
+from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
+from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
+from app.lifecycle.reconcile import reconcile
+from app.lifecycle.runs import is_active, is_archived
+from app.models import Job
+
+runs_cli = click.Group("runs", help="Archive, clean up, restore and repair runs.")
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+class DateParam(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), time.min, UTC)
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 date or date-time", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class JobIdParam(click.ParamType):
+    name = "ID"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return parse_job_id(value)
+        except BadJobId as error:
+            self.fail(str(error), param, ctx)
+
+
+def _bar() -> Any:
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total, label="runs", file=sys.stderr)
+            state["bar"].__enter__()
+        state["bar"].update(done - state.get("done", 0))
+        state["done"] = done
+        if done >= total:
+            state.pop("bar").__exit__(None, None, None)
+
+    return progress
+
+
+def _print_report(report: passes.PassReport) -> None:
+    for line in report.lines:
+        click.echo(line)
+    outcomes = ", ".join(f"{count} {name}" for name, count in report.outcomes.items())
+    verb = "would change" if report.dry_run else "done"
+    click.echo(f"{report.action}: {verb}: {outcomes}; {report.bytes_before} bytes", err=True)
+    for error in report.errors:
+        click.echo(f"  error: {error}", err=True)
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
+def _enqueued(job: Any) -> None:
+    click.echo(f"enqueued task {job.id}")
+
+
+def _one(action: str, job_id: Any, operation: Any, dry_run: bool, applies: Any) -> None:
+    job = load_or_fail(job_id)
+    if dry_run:
+        if applies(job):
+            click.echo(f"{run_folder_name(folder_name_of(job), job.id)}\t{job.size_bytes or 0}")
+        click.echo(f"{action}: would change {1 if applies(job) else 0} run", err=True)
+        return
+    try:
+        outcome = operation()
+    except (LifecycleError, OSError) as error:
+        raise click.ClickException(f"{action} of {job_id} failed: {error}") from None
+    click.echo(f"{action} {job_id}: {outcome}")
+
+
+def load_or_fail(job_id: Any) -> Job:
+    try:
+        return load_run(lifecycle(), job_id)
+    except LifecycleError as error:
+        raise click.ClickException(str(error)) from None
+
+
+batch_options = [
+    click.option("--dry-run", is_flag=True, help="List what would change ({folder_name}_{job_id} and bytes)."),
+    click.option("--before", type=DateParam(), help="Act on runs finished before DATE instead of the age rule."),
+    click.option("--job", "job_id", type=JobIdParam(), help="Act on this one run now."),
+    click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker instead of doing it here."),
+]
+
+
+def with_batch_options(function: Any) -> Any:
+    for option in reversed(batch_options):
+        function = option(function)
+    return function
+
+
+@runs_cli.command("archive")
+@with_batch_options
+def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue: bool) -> None:
+    """Archive the runs due for archival (and expire old restored copies)."""
+    if enqueue:
+        if job_id:
+            return _enqueued(tasks.enqueue(tasks.archive_job, str(job_id), _actor()))
+        return _enqueued(
+            tasks.enqueue(tasks.archive_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
+        )
+    lc = lifecycle()
+    if job_id:
+        return _one(
+            "archive",
+            job_id,
+            lambda: archival.archive_run(lc, job_id, actor=_actor(), manual=True),
+            dry_run,
+            lambda job: job.archived_at is None and job.deleted_at is None and job.completed_at is not None,
+        )
+    _print_report(passes.archive_old_runs(lc, actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
+
+
+@runs_cli.command("cleanup")
+@with_batch_options
+@click.option("--reason", default="manual cleanup", help="Why (recorded in the audit) when deleting one run.")
+def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue: bool, reason: str) -> None:
+    """Delete archived runs past DELETE_AFTER_DAYS and purge the trash past its grace period."""
+    if enqueue:
+        if job_id:
+            return _enqueued(tasks.enqueue(tasks.delete_job, str(job_id), _actor(), reason))
+        return _enqueued(
+            tasks.enqueue(tasks.cleanup_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
+        )
+    lc = lifecycle()
+    if job_id:
+        return _one(
+            "delete",
+            job_id,
+            lambda: deletion.delete_run(lc, job_id, actor=_actor(), reason=reason),
+            dry_run,
+            lambda job: job.deleted_at is None,
+        )
+    _print_report(passes.cleanup_old_runs(lc, actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
+
+
+@runs_cli.command("restore")
+@click.option("--job", "job_id", type=JobIdParam(), required=True, help="The archived run to restore.")
+@click.option("--dry-run", is_flag=True, help="Say whether the run would be restored.")
+@click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker.")
+def restore_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
+    """Extract a working copy of an archived run into jobs/."""
+    if enqueue:
+        return _enqueued(tasks.enqueue(tasks.restore_job, str(job_id), _actor()))
+    lc = lifecycle()
+    _one(
+        "restore",
+        job_id,
+        lambda: archival.restore_run(lc, job_id, actor=_actor()),
+        dry_run,
+        lambda job: job.archived_at is not None and job.deleted_at is None and job.restored_at is None,
+    )
+
+
+@runs_cli.command("reconcile")
+def reconcile_command() -> None:
+    """Repair what a crash left: partial files, unrecorded archives, leftover folders."""
+    report = reconcile(lifecycle())
+    for label, items in report.as_dict().items():
+        for item in items:
+            click.echo(f"{label}: {item}")
+    click.echo(
+        f"reconcile: {len(report.repaired)} repaired, {len(report.orphans)} orphans, "
+        f"{len(report.busy)} busy, {len(report.problems)} problems",
+        err=True,
+    )
+    if report.problems:
+        raise click.exceptions.Exit(1)
+
+
+@runs_cli.command("migrate-folders")
+@click.option("--rename", is_flag=True, help="Also rename legacy bare-UUID folders to {folder_name}_{job_id}.")
+@click.option("--dry-run", is_flag=True, help="List what would change.")
+@click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker.")
+def migrate_command(rename: bool, dry_run: bool, enqueue: bool) -> None:
+    """Fill folder_name for legacy runs from their created_at."""
+    if enqueue:
+        return _enqueued(tasks.enqueue(tasks.migrate_folder_names, _actor(), rename, timeout="batch"))
+    _print_report(
+        passes.migrate_folder_names(lifecycle(), actor=_actor(), rename=rename, dry_run=dry_run, progress=_bar())
+    )
+
+
+@runs_cli.command("status")
+def status_command() -> None:
+    """Print counts and bytes per tier, and what the next passes would do."""
+    session = db.session
+    now = datetime.now(UTC)
+
+    def row(condition: Any, size: Any) -> tuple[int, int]:
+        count, total = session.execute(select(func.count(), func.coalesce(func.sum(size), 0)).where(condition)).one()
+        return count, total
+
+    tiers = [
+        ("active", *row(is_active(), Job.size_bytes)),
+        ("archived", *row(is_archived(), Job.archive_size_bytes)),
+        ("restored", *row(Job.restored_at.is_not(None), Job.size_bytes)),
+        ("trash", *row(Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes)),
+        ("purged", *row(Job.purged_at.is_not(None), Job.archive_size_bytes)),
+    ]
+    click.echo(f"{'tier':<10}{'runs':>10}{'bytes':>18}")
+    for name, count, total in tiers:
+        click.echo(f"{name:<10}{count:>10}{total:>18}")
+    s = settings()
+    for label, query in (
+        ("due for archival", runs_due_for_archival(s, now)),
+        ("due for cleanup", runs_due_for_cleanup(s, now)),
+        ("due for purge", trash_due_for_purge(s, now)),
+    ):
+        click.echo(f"{label}: {session.scalar(select(func.count()).select_from(query.subquery()))}")

@@ -1,0 +1,250 @@
+"""Run folders as tar streams: write with a member manifest, verify by reading back, extract safely.
+
+Members are named relative to the run folder (``results.json``, ``screens/home.png``). Symlinks
+are never followed: a link that stays inside the run is kept as a link, one that leaves it is
+left out with a warning. Only directories, regular files and inside links are archived, and only
+those are accepted back: anything else in an archive (hard links, devices, paths that climb out,
+members the manifest does not list) makes the whole archive refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, HashingReader
+from app.lifecycle.naming import safe_member_path
+
+
+class ArchiveInvalid(Exception):
+    """An archive does not match what was recorded for it (corrupt, truncated, or tampered)."""
+
+
+class HostileArchive(ArchiveInvalid):
+    """An archive holds something that must never be extracted (escaping path, device, …)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of an archive's manifest."""
+
+    path: str
+    kind: str  # "dir", "file" or "symlink"
+    size: int = 0
+    sha256: str | None = None
+    link_target: str | None = None
+    offset: int | None = None  # where the member's data starts in the uncompressed tar stream
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WriteResult:
+    members: list[Member]
+    warnings: list[str]
+
+    @property
+    def content_bytes(self) -> int:
+        return sum(member.size for member in self.members)
+
+
+def _link_stays_inside(relpath: str, target: str) -> bool:
+    if os.path.isabs(target):
+        return False
+    joined = os.path.normpath(os.path.join(os.path.dirname(relpath), target))
+    return joined != ".." and not joined.startswith("../") and not os.path.isabs(joined)
+
+
+def _walk(root: Path, warnings: list[str]):  # type: ignore[no-untyped-def]
+    """Yield ``(relpath, DirEntry)`` in a stable order, never following a link."""
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        subfolders = []
+        for entry in entries:
+            relpath = f"{prefix}{entry.name}"
+            if entry.is_symlink():
+                yield relpath, entry
+            elif entry.is_dir(follow_symlinks=False):
+                yield relpath, entry
+                subfolders.append((relpath + "/", Path(entry.path)))
+            elif entry.is_file(follow_symlinks=False):
+                yield relpath, entry
+            else:
+                warnings.append(f"left out {relpath}: not a regular file, folder or link")
+        stack.extend(reversed(subfolders))
+
+
+def write_tar(root: Path, stream: BinaryIO) -> WriteResult:
+    """Write the run folder ``root`` as a tar stream into ``stream``; return its manifest."""
+    members: list[Member] = []
+    warnings: list[str] = []
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT, bufsize=STREAM_BLOCK) as tar:
+        for relpath, entry in _walk(root, warnings):
+            info = entry.stat(follow_symlinks=False)
+            tarinfo = tarfile.TarInfo(relpath)
+            tarinfo.mtime = int(info.st_mtime)
+            tarinfo.mode = stat.S_IMODE(info.st_mode)
+            if entry.is_symlink():
+                target = os.readlink(entry.path)
+                if not _link_stays_inside(relpath, target):
+                    warnings.append(f"left out link {relpath} -> {target}: it points outside the run")
+                    continue
+                tarinfo.type = tarfile.SYMTYPE
+                tarinfo.linkname = target
+                tar.addfile(tarinfo)
+                members.append(Member(relpath, "symlink", link_target=target))
+            elif entry.is_dir(follow_symlinks=False):
+                tarinfo.type = tarfile.DIRTYPE
+                tar.addfile(tarinfo)
+                members.append(Member(relpath, "dir"))
+            else:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb", buffering=0) as handle:
+                    tarinfo.size = os.fstat(fd).st_size
+                    reader = HashingReader(handle)
+                    tar.addfile(tarinfo, reader)
+                data_offset = tar.offset - (-(-tarinfo.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
+                members.append(Member(relpath, "file", tarinfo.size, reader.sha256.hexdigest(), offset=data_offset))
+    return WriteResult(members, warnings)
+
+
+def _kind(tarinfo: tarfile.TarInfo) -> str:
+    if tarinfo.isdir():
+        return "dir"
+    if tarinfo.isreg():
+        return "file"
+    if tarinfo.issym():
+        return "symlink"
+    raise HostileArchive(f"{tarinfo.name!r} is a {tarinfo.type!r} entry; run archives hold none")
+
+
+def _check_member(tarinfo: tarfile.TarInfo, expected: Member | None) -> None:
+    if expected is None:
+        raise HostileArchive(f"{tarinfo.name!r} is not in the archive's manifest")
+    kind = _kind(tarinfo)
+    if (tarinfo.name, kind) != (expected.path, expected.kind):
+        raise ArchiveInvalid(f"found {kind} {tarinfo.name!r} where the manifest has {expected.kind} {expected.path!r}")
+    if kind == "file" and tarinfo.size != expected.size:
+        raise ArchiveInvalid(f"{tarinfo.name!r} is {tarinfo.size} bytes; the manifest says {expected.size}")
+    if kind == "symlink" and tarinfo.linkname != expected.link_target:
+        raise ArchiveInvalid(f"link {tarinfo.name!r} points to {tarinfo.linkname!r}, not {expected.link_target!r}")
+
+
+def verify_tar(stream: BinaryIO, manifest: list[Member]) -> None:
+    """Read a tar stream through and check its members, kinds and sizes against the manifest."""
+    expected = iter(manifest)
+    count = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BLOCK) as tar:
+            for tarinfo in tar:
+                _check_member(tarinfo, next(expected, None))
+                count += 1
+    except (tarfile.TarError, *CODEC_ERRORS) as error:
+        raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
+    if count != len(manifest):
+        raise ArchiveInvalid(f"the archive holds {count} members; the manifest lists {len(manifest)}")
+
+
+def manifest_from_tar(stream: BinaryIO) -> list[Member]:
+    """Read a tar stream through and return its manifest (for an archive found without a record)."""
+    members: list[Member] = []
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BLOCK) as tar:
+            for tarinfo in tar:
+                kind = _kind(tarinfo)
+                if kind == "file":
+                    source = tar.extractfile(tarinfo)
+                    assert source is not None
+                    digest = hashlib.sha256()
+                    while chunk := source.read(STREAM_BLOCK):
+                        digest.update(chunk)
+                    members.append(
+                        Member(tarinfo.name, kind, tarinfo.size, digest.hexdigest(), offset=tarinfo.offset_data)
+                    )
+                elif kind == "symlink":
+                    members.append(Member(tarinfo.name, kind, link_target=tarinfo.linkname))
+                else:
+                    members.append(Member(tarinfo.name, kind))
+    except (tarfile.TarError, *CODEC_ERRORS) as error:
+        raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
+    return members
+
+
+def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member]) -> None:
+    """Extract a tar stream into the empty folder ``dest``, refusing anything unsafe or unlisted.
+
+    Every member passes tarfile's ``data`` filter (no absolute paths, no ``..``, no links
+    leaving ``dest``, no devices) and must match the manifest, file contents by SHA-256.
+    """
+    expected = iter(manifest)
+    links: set[str] = set()
+    folders = {""}
+    count = 0
+    dest_text = str(dest)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BLOCK) as tar:
+            for tarinfo in tar:
+                member = next(expected, None)
+                try:
+                    safe = tarfile.data_filter(tarinfo, dest_text)
+                except tarfile.FilterError as error:
+                    raise HostileArchive(f"refused {tarinfo.name!r}: {error}") from error
+                try:
+                    normal = str(safe_member_path(tarinfo.name))
+                except ValueError:
+                    normal = None
+                if normal != tarinfo.name or safe.name != tarinfo.name:
+                    raise HostileArchive(f"refused {tarinfo.name!r}: not a plain relative path")
+                _check_member(tarinfo, member)
+                assert member is not None
+                parts = PurePosixPath(safe.name).parts
+                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                    raise HostileArchive(f"refused {tarinfo.name!r}: it lies beneath a link")
+                parent = "/".join(parts[:-1])
+                if parent not in folders:
+                    raise ArchiveInvalid(f"{tarinfo.name!r} comes before its folder {parent!r}")
+                target = dest.joinpath(*parts)
+                if member.kind == "dir":
+                    folders.add(safe.name)
+                    target.mkdir(mode=0o700, exist_ok=True)
+                    os.chmod(target, safe.mode if safe.mode is not None else 0o755, follow_symlinks=False)
+                elif member.kind == "symlink":
+                    os.symlink(safe.linkname, target)
+                    links.add(safe.name)
+                else:
+                    _extract_file(tar, tarinfo, target, member, safe.mode)
+                count += 1
+    except OSError as error:
+        if error.errno is not None:  # the disk, not the archive (ENOSPC, EACCES): say so
+            raise
+        raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
+    except (tarfile.TarError, *CODEC_ERRORS) as error:
+        raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
+    if count != len(manifest):
+        raise ArchiveInvalid(f"the archive holds {count} members; the manifest lists {len(manifest)}")
+
+
+def _extract_file(
+    tar: tarfile.TarFile, tarinfo: tarfile.TarInfo, target: Path, member: Member, mode: int | None
+) -> None:
+    source = tar.extractfile(tarinfo)
+    assert source is not None
+    digest = hashlib.sha256()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb", buffering=0) as out:
+        while chunk := source.read(STREAM_BLOCK):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != member.sha256:
+        raise ArchiveInvalid(f"{member.path!r} does not match its recorded SHA-256")
+    os.chmod(target, mode if mode is not None else 0o644)
+    os.utime(target, (tarinfo.mtime, tarinfo.mtime))

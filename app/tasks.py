@@ -1,0 +1,117 @@
+"""RQ tasks: thin doors into the lifecycle core. Ids in, idempotent, safe to retry.
+
+Each task runs inside the app context the worker provides, reports progress in its RQ job's
+meta (``progress`` 0–100, ``result`` when done) and raises when something failed, so RQ retries
+it with backoff and the failure shows.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from rq import Queue, Retry, get_current_job
+
+from app.extensions import lifecycle, redis_connection
+from app.lifecycle import archival, deletion, passes
+from app.lifecycle.naming import parse_job_id
+
+QUEUE_NAME = "agar"
+RETRY = Retry(max=3, interval=[30, 120, 600])
+TIMEOUTS = {"batch": 6 * 3600, "run": 3600}
+
+
+def enqueue(function: Any, *args: Any, timeout: str = "run", job_id: str | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """Put a task on the queue with our retry policy and timeout; return the RQ job."""
+    queue = Queue(QUEUE_NAME, connection=redis_connection())
+    return queue.enqueue(
+        function,
+        args=args,
+        kwargs=kwargs,
+        job_id=job_id,
+        job_timeout=TIMEOUTS[timeout],
+        retry=RETRY,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        meta={"progress": 0},
+    )
+
+
+class _Progress:
+    """Write ``progress`` into the RQ job's meta, at most twice a second."""
+
+    def __init__(self) -> None:
+        self.job = get_current_job()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.job is None or (time.monotonic() - self.last < 0.5 and done < total):
+            return
+        self.job.meta["progress"] = int(100 * done / total) if total else 100
+        self.job.save_meta()
+        self.last = time.monotonic()
+
+    def finish(self, result: dict[str, Any]) -> dict[str, Any]:
+        if self.job is not None:
+            self.job.meta.update(progress=100, result=result)
+            self.job.save_meta()
+        return result
+
+
+def _ids(job_ids: list[str] | None) -> list[uuid.UUID] | None:
+    return [parse_job_id(value) for value in job_ids] if job_ids is not None else None
+
+
+def _finish_pass(progress: _Progress, report: passes.PassReport) -> dict[str, Any]:
+    result = progress.finish(report.as_dict())
+    if report.failed:
+        raise passes.PassIncomplete(f"{report.failed} run(s) failed: {'; '.join(report.errors[:5])}")
+    return result
+
+
+def archive_old_runs(actor: str = "scheduler", before: str | None = None, job_ids: list[str] | None = None) -> dict:
+    progress = _Progress()
+    report = passes.archive_old_runs(
+        lifecycle(),
+        actor=actor,
+        before=datetime.fromisoformat(before) if before else None,
+        job_ids=_ids(job_ids),
+        progress=progress,
+    )
+    return _finish_pass(progress, report)
+
+
+def cleanup_old_runs(actor: str = "scheduler", before: str | None = None, job_ids: list[str] | None = None) -> dict:
+    progress = _Progress()
+    report = passes.cleanup_old_runs(
+        lifecycle(),
+        actor=actor,
+        before=datetime.fromisoformat(before) if before else None,
+        job_ids=_ids(job_ids),
+        progress=progress,
+    )
+    return _finish_pass(progress, report)
+
+
+def migrate_folder_names(actor: str = "scheduler", rename: bool = False) -> dict:
+    progress = _Progress()
+    return _finish_pass(
+        progress, passes.migrate_folder_names(lifecycle(), actor=actor, rename=rename, progress=progress)
+    )
+
+
+def archive_job(job_id: str, actor: str, reason: str | None = None) -> dict:
+    outcome = archival.archive_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, manual=True)
+    return _Progress().finish({"job_id": job_id, "outcome": outcome})
+
+
+def restore_job(job_id: str, actor: str, reason: str | None = None) -> dict:
+    outcome = archival.restore_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason)
+    return _Progress().finish({"job_id": job_id, "outcome": outcome})
+
+
+def delete_job(job_id: str, actor: str, reason: str, strategy: str | None = None) -> dict:
+    outcome = deletion.delete_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, strategy=strategy)
+    return _Progress().finish({"job_id": job_id, "outcome": outcome})
