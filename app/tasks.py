@@ -71,9 +71,9 @@ def _finish_pass(progress: _Progress, report: passes.PassReport) -> dict[str, An
     return result
 
 
-def archive_old_runs(actor: str = "scheduler", before: str | None = None, job_ids: list[str] | None = None) -> dict:
+def _pass(run_pass, actor: str, before: str | None, job_ids: list[str] | None) -> dict:  # type: ignore[no-untyped-def]
     progress = _Progress()
-    report = passes.archive_old_runs(
+    report = run_pass(
         lifecycle(),
         actor=actor,
         before=datetime.fromisoformat(before) if before else None,
@@ -81,18 +81,14 @@ def archive_old_runs(actor: str = "scheduler", before: str | None = None, job_id
         progress=progress,
     )
     return _finish_pass(progress, report)
+
+
+def archive_old_runs(actor: str = "scheduler", before: str | None = None, job_ids: list[str] | None = None) -> dict:
+    return _pass(passes.archive_old_runs, actor, before, job_ids)
 
 
 def cleanup_old_runs(actor: str = "scheduler", before: str | None = None, job_ids: list[str] | None = None) -> dict:
-    progress = _Progress()
-    report = passes.cleanup_old_runs(
-        lifecycle(),
-        actor=actor,
-        before=datetime.fromisoformat(before) if before else None,
-        job_ids=_ids(job_ids),
-        progress=progress,
-    )
-    return _finish_pass(progress, report)
+    return _pass(passes.cleanup_old_runs, actor, before, job_ids)
 
 
 def migrate_folder_names(actor: str = "scheduler", rename: bool = False) -> dict:

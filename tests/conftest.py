@@ -220,45 +220,81 @@ def lc(app: Flask, redis_db: Any, clock: Clock) -> Any:
     return lifecycle(clock=clock)
 
 
-@pytest.fixture
-def make_run(lc: Any, clock: Clock) -> Any:
+def new_run(
+    lc: Any,
+    clock: Clock,
+    files: dict[str, bytes | str] | None = None,
+    *,
+    days_ago: float = 10,
+    status: str = "completed",
+    name: str = "books",
+    scraper: str = "books-toscrape",
+    owner: Any = None,
+) -> Any:
     """Register a run with files in its folder, finished ``days_ago`` days before the clock's now."""
     import uuid as uuid_module
     from datetime import timedelta
 
     from app.lifecycle.runs import register_run
 
-    def factory(
-        files: dict[str, bytes | str] | None = None,
-        *,
-        days_ago: float = 10,
-        status: str = "completed",
-        name: str = "books",
-        scraper: str = "books-toscrape",
-        owner: Any = None,
-    ) -> Any:
-        finished = clock.now - timedelta(days=days_ago)
-        created = finished - timedelta(minutes=30)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name=name,
-            scraper=scraper,
-            created_by=owner,
-            job_id=uuid_module.uuid4(),
-            status=status,
-            created_at=created,
-            started_at=created if status != "pending" else None,
-            completed_at=finished if status in ("completed", "failed", "cancelled") else None,
-        )
-        folder = lc.settings.jobs_path / f"{job.folder_name}_{job.id}"
-        for relpath, content in (files if files is not None else DEFAULT_FILES).items():
-            path = folder / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content.encode() if isinstance(content, str) else content)
-        return job
+    finished = clock.now - timedelta(days=days_ago)
+    created = finished - timedelta(minutes=30)
+    job = register_run(
+        lc.session,
+        lc.settings.jobs_path,
+        name=name,
+        scraper=scraper,
+        created_by=owner,
+        job_id=uuid_module.uuid4(),
+        status=status,
+        created_at=created,
+        started_at=created if status != "pending" else None,
+        completed_at=finished if status in ("completed", "failed", "cancelled") else None,
+    )
+    folder = lc.settings.jobs_path / f"{job.folder_name}_{job.id}"
+    for relpath, content in (files if files is not None else DEFAULT_FILES).items():
+        path = folder / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return job
 
-    return factory
+
+@pytest.fixture
+def make_run(lc: Any, clock: Clock) -> Any:
+    """``new_run`` bound to the test's lifecycle and clock."""
+    return lambda files=None, **kwargs: new_run(lc, clock, files, **kwargs)
+
+
+@pytest.fixture
+def lc_with(make_app: Any, redis_db: Any, clock: Clock) -> Iterator[Any]:
+    """A lifecycle on an app built with other settings: ``lc_with(ARCHIVE_COMPRESSION="zstd")``."""
+    from app.extensions import lifecycle
+
+    contexts = []
+
+    def factory(**overrides: Any) -> Any:
+        context = make_app(**overrides).app_context()
+        context.push()
+        contexts.append(context)
+        return lifecycle(clock=clock)
+
+    yield factory
+    for context in reversed(contexts):
+        context.pop()
+
+
+@pytest.fixture
+def process_env(lc: Any, migrated: str) -> dict[str, str]:
+    """The environment for a worker, scheduler or fault-runner process on the test's database and storage."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": migrated,
+        "SCRAPER_DATA_PATH": str(lc.settings.scraper_data_path),
+        "REDIS_URL": TEST_REDIS_URL,
+        "SECRET_KEY": "test",
+    }
+    env.pop("TEST_DATABASE_URL", None)
+    return env
 
 
 DEFAULT_FILES: dict[str, bytes | str] = {

@@ -13,7 +13,7 @@ from app.lifecycle import archival, passes
 from app.lifecycle.errors import RunConflict
 from app.lifecycle.naming import run_folder_path
 from app.models import ArchiveMember, Job, LifecycleEvent
-from tests.conftest import tree
+from tests.conftest import new_run, tree
 
 
 def events(lc, job_id, action=None):
@@ -73,34 +73,20 @@ def test_member_offsets_point_at_the_data(lc, make_run):
 
 
 @pytest.mark.parametrize(("codec", "ext"), [("gzip", "gz"), ("bz2", "bz2"), ("xz", "xz"), ("zstd", "zst")])
-def test_every_codec_round_trips(make_app, redis_db, clock, codec, ext):
-    app = make_app(ARCHIVE_COMPRESSION=codec)
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
-
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=20),
-            completed_at=clock.now - timedelta(days=19),
-        )
-        folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
-        (folder / "deep" / "er").mkdir(parents=True)
-        (folder / "deep" / "er" / "data.bin").write_bytes(os.urandom(300_000))
-        (folder / "empty.txt").write_bytes(b"")
-        (folder / "empty-dir").mkdir()
-        original = tree(folder)
-        archival.archive_run(lc, job.id, actor="t")
-        job = archival.load_run(lc, job.id)
-        assert job.archive_path.endswith(f".tar.{ext}") and job.compression == codec
-        archival.restore_run(lc, job.id, actor="t")
-        assert tree(folder) == original
+def test_every_codec_round_trips(lc_with, clock, codec, ext):
+    lc = lc_with(ARCHIVE_COMPRESSION=codec)
+    job = new_run(lc, clock, {}, days_ago=39)
+    folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
+    (folder / "deep" / "er").mkdir(parents=True)
+    (folder / "deep" / "er" / "data.bin").write_bytes(os.urandom(300_000))
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "empty-dir").mkdir()
+    original = tree(folder)
+    archival.archive_run(lc, job.id, actor="t")
+    job = archival.load_run(lc, job.id)
+    assert job.archive_path.endswith(f".tar.{ext}") and job.compression == codec
+    archival.restore_run(lc, job.id, actor="t")
+    assert tree(folder) == original
 
 
 def test_links_inside_are_kept_and_links_outside_left_out(lc, make_run, tmp_path):
@@ -205,23 +191,37 @@ def test_archive_place_depends_on_the_runs_start_not_on_when_archived(lc, make_r
     assert job.archive_path.split("/")[1:3] == [job.folder_name[:4], job.folder_name[4:6]]
 
 
-def test_the_archive_base_path_may_live_elsewhere(make_app, redis_db, clock, tmp_path):
-    app = make_app(ARCHIVE_BASE_PATH=str(tmp_path / "cold-storage"))
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
+def test_the_archive_base_path_may_live_elsewhere(lc_with, clock, tmp_path):
+    lc = lc_with(ARCHIVE_BASE_PATH=str(tmp_path / "cold-storage"))
+    job = new_run(lc, clock, {}, days_ago=39)
+    archival.archive_run(lc, job.id, actor="t")
+    job = archival.load_run(lc, job.id)
+    assert lc.store.path(job.archive_path).is_relative_to(tmp_path / "cold-storage")
 
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=20),
-            completed_at=clock.now - timedelta(days=19),
-        )
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "bz2", "xz"])
+def test_read_back_verification_catches_bytes_corrupted_on_the_way_to_disk(lc_with, clock, monkeypatch, codec):
+    from app.lifecycle import codecs
+    from app.lifecycle.tarball import ArchiveInvalid
+
+    lc = lc_with(ARCHIVE_COMPRESSION=codec)
+    job = new_run(lc, clock, {}, days_ago=39)
+    folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
+    (folder / "data.json").write_text('{"k": "v"}\n' * 50_000)
+    (folder / "shot.png").write_bytes(os.urandom(300_000))  # so the compressed stream is long
+    original = tree(folder)
+    real_write = codecs.CountingWriter.write
+
+    def corrupting(self, data):
+        data = bytearray(data)
+        at = 100_000
+        if self.bytes_written <= at < self.bytes_written + len(data):
+            data[at - self.bytes_written] ^= 0x55  # one byte on disk differs from what was made
+        return real_write(self, bytes(data))
+
+    monkeypatch.setattr(codecs.CountingWriter, "write", corrupting)
+    with pytest.raises(ArchiveInvalid, match="read back|decode"):
         archival.archive_run(lc, job.id, actor="t")
-        job = archival.load_run(lc, job.id)
-        assert lc.store.path(job.archive_path).is_relative_to(tmp_path / "cold-storage")
+    assert tree(folder) == original
+    assert list(lc.store.keys()) == [] and list(lc.store.partials()) == []
+    assert archival.load_run(lc, job.id).archived_at is None

@@ -11,7 +11,7 @@ from app.lifecycle import archival, deletion, passes
 from app.lifecycle.errors import RuleViolation, RunConflict
 from app.lifecycle.naming import run_folder_path
 from app.models import Job, JobAudit, LifecycleEvent
-from tests.conftest import tree
+from tests.conftest import new_run, tree
 
 
 def archived_run(lc, make_run, **kwargs):
@@ -113,28 +113,14 @@ def test_retention_needs_a_reason_and_a_future_date(lc, make_run, clock):
         deletion.extend_retention(lc, job.id, actor="ada", reason="x", retain_until=clock.now - timedelta(days=1))
 
 
-def test_grace_zero_purges_at_once(make_app, redis_db, clock):
-    app = make_app(DELETE_GRACE_DAYS=0)
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
-
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=40),
-            completed_at=clock.now - timedelta(days=39),
-        )
-        archival.archive_run(lc, job.id, actor="t")
-        deletion.delete_run(lc, job.id, actor="ada", reason="now")
-        job = archival.load_run(lc, job.id)
-        assert job.purged_at is not None
-        assert list(lc.store.keys()) == []
+def test_grace_zero_purges_at_once(lc_with, clock):
+    lc = lc_with(DELETE_GRACE_DAYS=0)
+    job = new_run(lc, clock, {}, days_ago=39)
+    archival.archive_run(lc, job.id, actor="t")
+    deletion.delete_run(lc, job.id, actor="ada", reason="now")
+    job = archival.load_run(lc, job.id)
+    assert job.purged_at is not None
+    assert list(lc.store.keys()) == []
 
 
 def test_soft_deleting_an_active_run_archives_it_into_the_trash(lc, make_run):
@@ -179,54 +165,26 @@ def test_hard_delete_removes_everything_but_the_audit_and_history(lc, make_run, 
     assert history[-1].action == "delete" and history[-1].outcome == "succeeded"
 
 
-def test_hard_strategy_from_the_setting(make_app, redis_db, clock):
-    app = make_app(DELETION_STRATEGY="hard")
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
-
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=40),
-            completed_at=clock.now - timedelta(days=39),
-        )
-        archival.archive_run(lc, job.id, actor="t")
-        passes.cleanup_old_runs(lc)
-        assert lc.session.get(Job, job.id) is None
-        assert lc.session.scalar(select(JobAudit.strategy)) == "hard"
+def test_hard_strategy_from_the_setting(lc_with, clock):
+    lc = lc_with(DELETION_STRATEGY="hard")
+    job = new_run(lc, clock, {}, days_ago=39)
+    archival.archive_run(lc, job.id, actor="t")
+    passes.cleanup_old_runs(lc)
+    assert lc.session.get(Job, job.id) is None
+    assert lc.session.scalar(select(JobAudit.strategy)) == "hard"
 
 
-def test_secure_delete_overwrites_before_unlinking(make_app, redis_db, clock, tmp_path):
-    app = make_app(SECURE_DELETE="true")
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
-
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=40),
-            completed_at=clock.now - timedelta(days=39),
-        )
-        folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
-        (folder / "secret.json").write_bytes(b"card 4111-1111" * 100)
-        # A second name for the same inode shows what happened to the bytes after the unlink.
-        witness = tmp_path / "witness"
-        os.link(folder / "secret.json", witness)
-        deletion.delete_run(lc, job.id, actor="ada", reason="sensitive", strategy="hard")
-        assert not folder.exists()
-        assert witness.read_bytes() == bytes(len(b"card 4111-1111" * 100))
+def test_secure_delete_overwrites_before_unlinking(lc_with, clock, tmp_path):
+    lc = lc_with(SECURE_DELETE="true")
+    job = new_run(lc, clock, {}, days_ago=39)
+    folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
+    (folder / "secret.json").write_bytes(b"card 4111-1111" * 100)
+    # A second name for the same inode shows what happened to the bytes after the unlink.
+    witness = tmp_path / "witness"
+    os.link(folder / "secret.json", witness)
+    deletion.delete_run(lc, job.id, actor="ada", reason="sensitive", strategy="hard")
+    assert not folder.exists()
+    assert witness.read_bytes() == bytes(len(b"card 4111-1111" * 100))
 
 
 def test_unknown_run_is_not_found(lc):

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import find_run_folder
 from app.lifecycle.reconcile import reconcile
 from app.models import Job, JobAudit, LifecycleEvent
-from tests.conftest import TEST_REDIS_URL, tree
+from tests.conftest import new_run, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,16 +177,9 @@ def test_exception_at_each_step(lc, make_run, clock, name, step):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "step"), CASES)
-def test_killed_process_at_each_step(lc, make_run, clock, name, step, migrated, tmp_path):
+def test_killed_process_at_each_step(lc, make_run, clock, name, step, process_env):
     job_id, original = prepare(lc, make_run, clock, name)
-    env = {
-        **os.environ,
-        "DATABASE_URL": migrated,
-        "SCRAPER_DATA_PATH": str(lc.settings.scraper_data_path),
-        "REDIS_URL": TEST_REDIS_URL,
-        "SECRET_KEY": "test",
-    }
-    env.pop("TEST_DATABASE_URL", None)
+    env = process_env
     lc.session.commit()
     result = subprocess.run(
         [
@@ -222,14 +214,14 @@ def test_disk_full_while_archiving_keeps_the_folder_and_records_the_failure(lc, 
     job = make_run()
     folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
     original = tree(folder)
-    real_write = codecs.HashingWriter.write
+    real_write = codecs.CountingWriter.write
 
     def full(self, data):
         if self.bytes_written > 100:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(self, data)
 
-    monkeypatch.setattr(codecs.HashingWriter, "write", full)
+    monkeypatch.setattr(codecs.CountingWriter, "write", full)
     report = passes.archive_old_runs(lc)
     assert report.failed == 1
     event = lc.session.scalar(select(LifecycleEvent).where(LifecycleEvent.job_id == job.id))
@@ -301,40 +293,26 @@ def other_filesystem():
         yield Path(folder)
 
 
-def test_trash_on_another_file_system_copies_verifies_then_removes(make_app, redis_db, clock, other_filesystem):
-    app = make_app(ARCHIVE_BASE_PATH=str(other_filesystem / "archive"))
-    with app.app_context():
-        from app.extensions import lifecycle
-        from app.lifecycle.runs import register_run
+def test_trash_on_another_file_system_copies_verifies_then_removes(lc_with, clock, other_filesystem):
+    lc = lc_with(ARCHIVE_BASE_PATH=str(other_filesystem / "archive"))
+    job = new_run(lc, clock, {}, days_ago=39)
+    (find_run_folder(lc.settings.jobs_path, job.folder_name, job.id) / "a.txt").write_text("data")
+    archival.archive_run(lc, job.id, actor="t")
+    key = fresh(lc, job.id).archive_path
 
-        lc = lifecycle(clock=clock)
-        job = register_run(
-            lc.session,
-            lc.settings.jobs_path,
-            name="n",
-            scraper="s",
-            created_by=None,
-            status="completed",
-            created_at=clock.now - timedelta(days=40),
-            completed_at=clock.now - timedelta(days=39),
-        )
-        (find_run_folder(lc.settings.jobs_path, job.folder_name, job.id) / "a.txt").write_text("data")
-        archival.archive_run(lc, job.id, actor="t")
-        key = fresh(lc, job.id).archive_path
+    def fault(at):
+        if at == "delete.moved":
+            raise Injected(at)
 
-        def fault(at):
-            if at == "delete.moved":
-                raise Injected(at)
-
-        lc.fault = fault
-        with pytest.raises(Injected):
-            deletion.delete_run(lc, job.id, actor="ada", reason="r")
-        lc.fault = None
-        assert lc.store.exists(key) and lc.store.exists("trash/" + key.partition("/")[2])  # copied, not moved
-        reconcile(lc)
-        assert [k for k in lc.store.keys()] == [key]
+    lc.fault = fault
+    with pytest.raises(Injected):
         deletion.delete_run(lc, job.id, actor="ada", reason="r")
-        deletion.undelete_run(lc, job.id, actor="ada")
-        assert list(lc.store.keys()) == [key]
-        archival.restore_run(lc, job.id, actor="ada")
-        assert (find_run_folder(lc.settings.jobs_path, job.folder_name, job.id) / "a.txt").read_text() == "data"
+    lc.fault = None
+    assert lc.store.exists(key) and lc.store.exists("trash/" + key.partition("/")[2])  # copied, not moved
+    reconcile(lc)
+    assert [k for k in lc.store.keys()] == [key]
+    deletion.delete_run(lc, job.id, actor="ada", reason="r")
+    deletion.undelete_run(lc, job.id, actor="ada")
+    assert list(lc.store.keys()) == [key]
+    archival.restore_run(lc, job.id, actor="ada")
+    assert (find_run_folder(lc.settings.jobs_path, job.folder_name, job.id) / "a.txt").read_text() == "data"

@@ -11,21 +11,39 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from isal.isal_zlib import crc32
 from sqlalchemy import delete, insert, select, update
 
-from app.lifecycle.codecs import CODEC_ERRORS, HashingReader, HashingWriter, compressor, decompressor
+from app.lifecycle.codecs import (
+    CODEC_ERRORS,
+    STREAM_BLOCK,
+    CountingWriter,
+    FollowingReader,
+    HashingReader,
+    MemberHasher,
+    PipelinedDecompressor,
+    compressor,
+    decompressor,
+)
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import RunConflict, RunNotFound
 from app.lifecycle.events import attempt
 from app.lifecycle.naming import ARCHIVE_EXTENSIONS, archive_relpath, find_run_folder, folder_name_for, run_folder_name
 from app.lifecycle.store import fsync_dir
-from app.lifecycle.tarball import ArchiveInvalid, Member, extract_tar, manifest_from_tar, verify_tar, write_tar
+from app.lifecycle.tarball import (
+    ArchiveInvalid,
+    Member,
+    extract_tar,
+    manifest_from_tar,
+    write_tar,
+)
 from app.models import FINISHED_STATUSES, ArchiveMember, Job
 
 RESTORE_SUFFIX = ".restore.partial"
@@ -50,7 +68,12 @@ class WrittenArchive:
 
 
 def load_run(lc: Lifecycle, job_id: uuid.UUID) -> Job:
-    """Read the run fresh from the database (another worker may have changed it)."""
+    """Read the run fresh from the database (another worker may have changed it).
+
+    Called right after taking the run's lock: ending the session's transaction first matters on
+    SQLite, where an open read transaction keeps seeing the snapshot from before other commits.
+    """
+    lc.session.commit()
     job = lc.session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
     if job is None:
         raise RunNotFound(f"no run {job_id}")
@@ -71,39 +94,78 @@ def manifest_of(lc: Lifecycle, job_id: uuid.UUID) -> list[Member]:
     return [Member(r.path, r.kind, r.size, r.sha256, r.link_target, r.offset) for r in rows]
 
 
+class ReadBack:
+    """Verify an archive by reading the file back, in a thread that follows it as it is written.
+
+    It decodes every byte that lands in the file to the end (so the codec checks its own
+    checksum), measures and CRCs the decoded tar stream, and hashes the file itself: so the
+    checksum recorded is that of the bytes on disk, not of what we meant to write.
+    """
+
+    def __init__(self, path: Path, codec: str):
+        self.follower = FollowingReader(path)
+        self.spans: list[tuple[int, int]] = []  # filled by write_tar as it goes
+        self.hasher = MemberHasher(self.spans)
+        self.sha256 = ""
+        self.size = 0
+        self.tar_bytes = 0
+        self.tar_crc = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(codec,), daemon=True)
+        self.thread.start()
+
+    def _run(self, codec: str) -> None:
+        try:
+            reader = HashingReader(self.follower)  # type: ignore[arg-type]
+            stream = decompressor(reader, codec)
+            while chunk := stream.read(STREAM_BLOCK):
+                self.tar_crc = crc32(chunk, self.tar_crc)
+                self.tar_bytes += len(chunk)
+                self.hasher.feed(chunk)
+            reader.drain()
+            self.sha256, self.size = reader.sha256.hexdigest(), reader.bytes_read
+        except BaseException as error:  # raised in the writer's thread by finish()
+            self.error = error
+
+    def finish(self, *, abandon: bool = False) -> None:
+        self.follower.finish(abandon=abandon)
+        self.thread.join()
+        self.follower.close()
+        if not abandon and self.error is not None:
+            raise ArchiveInvalid(f"the archive cannot be read back: {self.error}") from self.error
+
+
 def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenArchive:
     """Write, fsync, verify and publish the archive of ``folder`` at ``key``; nothing is left on failure."""
     store = lc.store
+    readback: ReadBack | None = None
     try:
         with store.open_partial(key) as raw:
-            hasher = HashingWriter(raw)
-            stream = compressor(hasher, codec)
-            written = write_tar(folder, stream)
+            readback = ReadBack(store.partial_path(key), codec)
+            counter = CountingWriter(raw)
+            stream = compressor(counter, codec)
+            written = write_tar(folder, stream, readback.spans)
             stream.close()
             raw.flush()
             lc.checkpoint("archive.written")
             os.fsync(raw.fileno())
         lc.checkpoint("archive.fsynced")
-        with open(store.partial_path(key), "rb") as raw:
-            reader = HashingReader(raw)
-            stream = decompressor(reader, codec)
-            verify_tar(stream, written.members)
-            try:
-                while stream.read(1024 * 1024):  # to the end, so the codec checks its own checksum
-                    pass
-                reader.drain()
-            except CODEC_ERRORS as error:
-                raise ArchiveInvalid(f"the archive cannot be read back: {error}") from error
-        if reader.sha256.hexdigest() != hasher.sha256.hexdigest():
-            raise ArchiveInvalid("the archive read back differs from the bytes written")
+        readback.finish()
+        check, readback = readback, None
+        if check.size != counter.bytes_written:
+            raise ArchiveInvalid(f"read back {check.size} bytes of the {counter.bytes_written} written")
+        if (check.tar_bytes, check.tar_crc) != (written.tar_bytes, written.tar_crc):
+            raise ArchiveInvalid("the archive does not decode to the tar stream that was written")
+        digests = iter(check.hasher.digests)
+        members = [replace(m, sha256=next(digests)) if m.kind == "file" else m for m in written.members]
         lc.checkpoint("archive.verified")
         store.publish(key)
     except BaseException:
+        if readback is not None:
+            readback.finish(abandon=True)
         store.discard_partial(key)
         raise
-    return WrittenArchive(
-        key, codec, hasher.sha256.hexdigest(), hasher.bytes_written, written.members, written.warnings
-    )
+    return WrittenArchive(key, codec, check.sha256, counter.bytes_written, members, written.warnings)
 
 
 def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: Any) -> None:
@@ -179,21 +241,17 @@ def adopt_archive(lc: Lifecycle, job: Job, key: str) -> None:
     record_archive(lc, job, archive, **extra)
 
 
-def open_archive(lc: Lifecycle, job: Job) -> tuple[HashingReader, Any]:
-    raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
-    reader = HashingReader(raw)
-    return reader, decompressor(reader, job.compression or "gzip")
-
-
-def extract_verified(lc: Lifecycle, job: Job, dest: Path) -> None:
-    """Extract the run's archive into the new folder ``dest``, checked against its record."""
-    manifest = manifest_of(lc, job.id)
-    reader, stream = open_archive(lc, job)
+def extract_archive(raw: BinaryIO, codec: str, manifest: list[Member], sha256: str | None, dest: Path) -> None:
+    """Extract an archive stream into the new folder ``dest``, checked against its manifest and checksum."""
+    files = [m for m in manifest if m.kind == "file"]
+    by_offset = all(m.offset is not None for m in files)
+    hasher = MemberHasher([(m.offset, m.size) for m in files]) if by_offset else None  # type: ignore[misc]
+    # With data offsets the decompressing thread hashes each file, so the two cores share the work.
+    stream = PipelinedDecompressor(raw, codec, hasher=hasher)
     try:
-        extract_tar(stream, dest, manifest)
+        extract_tar(stream, dest, manifest, hash_files=not by_offset)  # type: ignore[arg-type]
         while stream.read(1024 * 1024):
             pass
-        reader.drain()
     except OSError as error:
         if error.errno is not None:  # the disk (ENOSPC, EACCES), not the archive
             raise
@@ -201,9 +259,19 @@ def extract_verified(lc: Lifecycle, job: Job, dest: Path) -> None:
     except CODEC_ERRORS as error:
         raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
     finally:
-        reader.source.close()
-    if reader.sha256.hexdigest() != job.archive_sha256:
-        raise ArchiveInvalid(f"archive {job.archive_path} does not match its recorded SHA-256")
+        stream.close()
+    if stream.sha256 != sha256:
+        raise ArchiveInvalid("the archive does not match its recorded SHA-256")
+    if hasher is not None:
+        for member, digest in zip(files, hasher.digests + [None] * len(files), strict=False):
+            if digest != member.sha256:
+                raise ArchiveInvalid(f"{member.path!r} does not match its recorded SHA-256")
+
+
+def extract_verified(lc: Lifecycle, job: Job, dest: Path) -> None:
+    """Extract the run's archive into the new folder ``dest``, checked against its record."""
+    with lc.store.open(job.archive_path) as raw:  # type: ignore[arg-type]
+        extract_archive(raw, job.compression or "gzip", manifest_of(lc, job.id), job.archive_sha256, dest)
 
 
 def restore_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None) -> str:

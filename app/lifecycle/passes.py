@@ -19,10 +19,11 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from app.lifecycle.archival import archive_run, expire_restore, folder_name_of, load_run
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.deletion import delete_run, purge_run
+from app.lifecycle.disk import folder_size
 from app.lifecycle.errors import LifecycleError, RunNotFound
 from app.lifecycle.events import attempt
 from app.lifecycle.locks import RunBusy
-from app.lifecycle.naming import folder_name_for, parse_run_folder, run_folder_name
+from app.lifecycle.naming import find_run_folder, folder_name_for, parse_run_folder, run_folder_name
 from app.lifecycle.policy import (
     restores_due_to_expire,
     runs_due_for_archival,
@@ -76,11 +77,11 @@ def _in_chunks(lc: Lifecycle, query: Select, order: Any, chunk: int) -> Iterator
         if last is not None:
             page = page.where(or_(order > last[0], and_(order == last[0], Job.id > last[1])))
         jobs = list(lc.session.scalars(page))
-        lc.session.expunge_all()
         if not jobs:
             return
-        yield from jobs
+        # Taken before yielding: the operations commit, which expires (or deletes) these rows.
         last = (getattr(jobs[-1], order.key), jobs[-1].id)
+        yield from jobs
 
 
 def _count(lc: Lifecycle, query: Select) -> int:
@@ -92,7 +93,7 @@ def _run_over(
     report: PassReport,
     query: Select,
     order: Any,
-    operation: Callable[[Job], str],
+    operation: Callable[[uuid.UUID], str],
     progress: Progress | None,
     *,
     size_of: Callable[[Job], int | None],
@@ -102,20 +103,21 @@ def _run_over(
         query = query.where(Job.id.in_(job_ids))
     total = _count(lc, query)
     for done, job in enumerate(_in_chunks(lc, query, order, lc.settings.archive_batch_size), start=1):
+        job_id, label = job.id, run_folder_name(folder_name_of(job), job.id)
         size = size_of(job) or 0
         report.bytes_before += size
         if report.dry_run:
-            report.lines.append(f"{run_folder_name(folder_name_of(job), job.id)}\t{size}")
+            report.lines.append(f"{label}\t{size}")
             report.outcomes["succeeded"] += 1
         else:
             try:
-                report.outcomes[operation(job)] += 1
+                report.outcomes[operation(job_id)] += 1
             except RunBusy:
                 report.outcomes["skipped"] += 1
             except Exception as error:  # recorded as a failed event by the operation; the pass goes on
                 lc.session.rollback()
                 report.outcomes["failed"] += 1
-                report.errors.append(f"{job.id}: {type(error).__name__}: {error}"[:500])
+                report.errors.append(f"{job_id}: {type(error).__name__}: {error}"[:500])
         if progress:
             progress(done, total)
 
@@ -148,12 +150,21 @@ def archive_old_runs(
         report,
         runs_due_for_archival(lc.settings, now, before),
         Job.completed_at,
-        lambda job: archive_run(lc, job.id, actor=actor),
+        lambda job_id: archive_run(lc, job_id, actor=actor),
         progress,
-        size_of=lambda job: job.size_bytes,
+        size_of=lambda job: _folder_bytes(lc, job),
         job_ids=job_ids,
     )
     return report
+
+
+def _folder_bytes(lc: Lifecycle, job: Job) -> int | None:
+    """What archiving the run would read: its folder as it is now, not as it was when it finished."""
+    folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
+    try:
+        return folder_size(folder) if folder else job.size_bytes
+    except FileNotFoundError:  # another worker archived it meanwhile
+        return job.size_bytes
 
 
 def cleanup_old_runs(
@@ -176,15 +187,15 @@ def cleanup_old_runs(
         report,
         runs_due_for_cleanup(lc.settings, now, before),
         Job.completed_at,
-        lambda job: delete_run(lc, job.id, actor=actor, reason=reason),
+        lambda job_id: delete_run(lc, job_id, actor=actor, reason=reason),
         progress,
         size_of=lambda job: job.archive_size_bytes,
         job_ids=job_ids,
     )
     purge = PassReport("purge", dry_run=dry_run)
 
-    def purge_one(job: Job) -> str:
-        return purge_run(lc, job.id, actor=actor, reason="grace period over")
+    def purge_one(job_id: uuid.UUID) -> str:
+        return purge_run(lc, job_id, actor=actor, reason="grace period over")
 
     _run_over(
         lc,
@@ -214,10 +225,11 @@ def migrate_folder_names(
     """Fill ``folder_name`` for legacy runs from ``created_at``; with ``rename``, rename their folders."""
     report = PassReport("migrate", dry_run=dry_run)
 
-    def fill(job: Job) -> str:
-        with attempt(lc, job.id, "migrate", actor, "fill folder_name") as record, lc.locks.run(job.id):
+    def fill(job_id: uuid.UUID) -> str:
+        with attempt(lc, job_id, "migrate", actor, "fill folder_name") as record, lc.locks.run(job_id):
+            job = load_run(lc, job_id)
             name = folder_name_for(job.created_at)
-            lc.session.execute(update(Job).where(Job.id == job.id, Job.folder_name.is_(None)).values(folder_name=name))
+            lc.session.execute(update(Job).where(Job.id == job_id, Job.folder_name.is_(None)).values(folder_name=name))
             record.details["folder_name"] = name
             outcome = record.succeed()
             lc.session.commit()

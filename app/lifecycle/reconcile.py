@@ -78,6 +78,8 @@ def _stale_partials(lc: Lifecycle, report: ReconcileReport) -> None:
             continue
         try:
             with lc.locks.run(job_id):
+                if not path.exists():
+                    continue  # its writer finished it meanwhile
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
@@ -94,6 +96,8 @@ def _archive_file(lc: Lifecycle, key: str, report: ReconcileReport, actor: str) 
         return
     try:
         with lc.locks.run(job_id):
+            if not lc.store.exists(key):
+                return  # moved or removed by its holder before we had the lock
             try:
                 job = load_run(lc, job_id)
             except RunNotFound:
@@ -162,7 +166,8 @@ def _run_folders(lc: Lifecycle, report: ReconcileReport, actor: str) -> None:
         job_id = parsed[1]
         try:
             with lc.locks.run(job_id):
-                _run_folder_of(lc, job_id, folder, report, actor)
+                if folder.is_dir():  # its holder may have archived it before we had the lock
+                    _run_folder_of(lc, job_id, folder, report, actor)
         except RunBusy:
             report.busy.append(folder.name)
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, HashingReader
+from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, ForwardReader, TarSink
 from app.lifecycle.naming import safe_member_path
 
 
@@ -48,6 +48,8 @@ class Member:
 class WriteResult:
     members: list[Member]
     warnings: list[str]
+    tar_bytes: int = 0  # length and CRC-32 of the uncompressed tar stream, for the read-back check
+    tar_crc: int = 0
 
     @property
     def content_bytes(self) -> int:
@@ -83,11 +85,18 @@ def _walk(root: Path, warnings: list[str]):  # type: ignore[no-untyped-def]
         stack.extend(reversed(subfolders))
 
 
-def write_tar(root: Path, stream: BinaryIO) -> WriteResult:
-    """Write the run folder ``root`` as a tar stream into ``stream``; return its manifest."""
+def write_tar(root: Path, stream: BinaryIO, spans: list[tuple[int, int]] | None = None) -> WriteResult:
+    """Write the run folder ``root`` as a tar stream into ``stream``; return its manifest.
+
+    File members get no SHA-256 here: the read-back check hashes them from the archive itself,
+    using ``spans``, to which each file's ``(data offset, size)`` is added before its bytes are
+    written.
+    """
+    spans = spans if spans is not None else []
     members: list[Member] = []
     warnings: list[str] = []
-    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT, bufsize=STREAM_BLOCK) as tar:
+    sink = TarSink(stream)
+    with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=STREAM_BLOCK) as tar:
         for relpath, entry in _walk(root, warnings):
             info = entry.stat(follow_symlinks=False)
             tarinfo = tarfile.TarInfo(relpath)
@@ -110,11 +119,14 @@ def write_tar(root: Path, stream: BinaryIO) -> WriteResult:
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb", buffering=0) as handle:
                     tarinfo.size = os.fstat(fd).st_size
-                    reader = HashingReader(handle)
-                    tar.addfile(tarinfo, reader)
-                data_offset = tar.offset - (-(-tarinfo.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE)
-                members.append(Member(relpath, "file", tarinfo.size, reader.sha256.hexdigest(), offset=data_offset))
-    return WriteResult(members, warnings)
+                    header = tarinfo.tobuf(tar.format, tar.encoding, tar.errors)
+                    data_offset = tar.offset + len(header)
+                    spans.append((data_offset, tarinfo.size))
+                    tar.addfile(tarinfo, handle)
+                if tar.offset != data_offset + -(-tarinfo.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE:
+                    raise RuntimeError(f"tar header of {relpath!r} was not the size foreseen")
+                members.append(Member(relpath, "file", tarinfo.size, None, offset=data_offset))
+    return WriteResult(members, warnings, sink.length, sink.crc)
 
 
 def _kind(tarinfo: tarfile.TarInfo) -> str:
@@ -137,21 +149,6 @@ def _check_member(tarinfo: tarfile.TarInfo, expected: Member | None) -> None:
         raise ArchiveInvalid(f"{tarinfo.name!r} is {tarinfo.size} bytes; the manifest says {expected.size}")
     if kind == "symlink" and tarinfo.linkname != expected.link_target:
         raise ArchiveInvalid(f"link {tarinfo.name!r} points to {tarinfo.linkname!r}, not {expected.link_target!r}")
-
-
-def verify_tar(stream: BinaryIO, manifest: list[Member]) -> None:
-    """Read a tar stream through and check its members, kinds and sizes against the manifest."""
-    expected = iter(manifest)
-    count = 0
-    try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BLOCK) as tar:
-            for tarinfo in tar:
-                _check_member(tarinfo, next(expected, None))
-                count += 1
-    except (tarfile.TarError, *CODEC_ERRORS) as error:
-        raise ArchiveInvalid(f"the archive cannot be read: {error}") from error
-    if count != len(manifest):
-        raise ArchiveInvalid(f"the archive holds {count} members; the manifest lists {len(manifest)}")
 
 
 def manifest_from_tar(stream: BinaryIO) -> list[Member]:
@@ -179,7 +176,7 @@ def manifest_from_tar(stream: BinaryIO) -> list[Member]:
     return members
 
 
-def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member]) -> None:
+def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member], *, hash_files: bool = True) -> None:
     """Extract a tar stream into the empty folder ``dest``, refusing anything unsafe or unlisted.
 
     Every member passes tarfile's ``data`` filter (no absolute paths, no ``..``, no links
@@ -190,8 +187,9 @@ def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member]) -> None:
     folders = {""}
     count = 0
     dest_text = str(dest)
+    reader = ForwardReader(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=STREAM_BLOCK) as tar:
+        with tarfile.open(fileobj=reader, mode="r:", copybufsize=STREAM_BLOCK) as tar:  # type: ignore[call-overload]
             for tarinfo in tar:
                 member = next(expected, None)
                 try:
@@ -221,7 +219,7 @@ def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member]) -> None:
                     os.symlink(safe.linkname, target)
                     links.add(safe.name)
                 else:
-                    _extract_file(tar, tarinfo, target, member, safe.mode)
+                    _extract_file(reader, tarinfo, target, member, safe.mode, hash_files)
                 count += 1
     except OSError as error:
         if error.errno is not None:  # the disk, not the archive (ENOSPC, EACCES): say so
@@ -234,17 +232,25 @@ def extract_tar(stream: BinaryIO, dest: Path, manifest: list[Member]) -> None:
 
 
 def _extract_file(
-    tar: tarfile.TarFile, tarinfo: tarfile.TarInfo, target: Path, member: Member, mode: int | None
+    reader: ForwardReader, tarinfo: tarfile.TarInfo, target: Path, member: Member, mode: int | None, hash_file: bool
 ) -> None:
-    source = tar.extractfile(tarinfo)
-    assert source is not None
+    # The member's bytes are read straight from the stream at their offset (tarfile then seeks
+    # past the padding to the next header): no copies, unlike ``extractfile``.
+    reader.seek(tarinfo.offset_data)
     digest = hashlib.sha256()
+    remaining = tarinfo.size
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb", buffering=0) as out:
-        while chunk := source.read(STREAM_BLOCK):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != member.sha256:
+        while remaining:
+            view = reader.read_view(min(remaining, STREAM_BLOCK))
+            if not view:
+                raise ArchiveInvalid(f"{member.path!r} is cut short")
+            if hash_file:
+                digest.update(view)
+            remaining -= len(view)
+            while view:
+                view = view[out.write(view) :]
+    if hash_file and digest.hexdigest() != member.sha256:
         raise ArchiveInvalid(f"{member.path!r} does not match its recorded SHA-256")
     os.chmod(target, mode if mode is not None else 0o644)
     os.utime(target, (tarinfo.mtime, tarinfo.mtime))

@@ -1,0 +1,98 @@
+"""The scheduler: cron in UTC, one enqueue per occurrence however many schedulers run, catch-up."""
+
+from datetime import UTC, datetime
+
+from rq import Queue
+
+from app.schedule import (
+    QUEUE_NAME,
+    ScheduledTask,
+    catch_up,
+    next_occurrence,
+    occurrence_id,
+    previous_occurrence,
+    scheduled_tasks,
+    tick,
+)
+
+ARCHIVE = ScheduledTask("archive", "0 2 * * *", "app.tasks.archive_old_runs")
+CLEANUP = ScheduledTask("cleanup", "0 3 * * *", "app.tasks.cleanup_old_runs")
+
+
+def queued_ids(redis_db):
+    return sorted(Queue(QUEUE_NAME, connection=redis_db).job_ids)
+
+
+def test_the_configured_crons_become_the_schedule(app):
+    tasks = {t.name: t for t in scheduled_tasks(app.extensions["agar.settings"])}
+    assert tasks["archive"].cron == "0 2 * * *" and tasks["archive"].function == "app.tasks.archive_old_runs"
+    assert tasks["cleanup"].cron == "0 3 * * *" and tasks["cleanup"].function == "app.tasks.cleanup_old_runs"
+
+
+def test_cron_is_evaluated_in_utc():
+    at = datetime(2025, 1, 13, 1, 59, tzinfo=UTC)
+    assert next_occurrence(ARCHIVE, at) == datetime(2025, 1, 13, 2, 0, tzinfo=UTC)
+
+
+def test_each_occurrence_is_enqueued_once_whatever_the_number_of_schedulers(redis_db):
+    since = datetime(2025, 1, 13, 1, 0, tzinfo=UTC)
+    now = datetime(2025, 1, 13, 3, 30, tzinfo=UTC)
+    first = tick(redis_db, [ARCHIVE, CLEANUP], since, now)
+    second = tick(redis_db, [ARCHIVE, CLEANUP], since, now)  # another scheduler, same window
+    assert first == ["sched-archive-20250113T0200", "sched-cleanup-20250113T0300"]
+    assert second == []
+    assert queued_ids(redis_db) == first
+    job = Queue(QUEUE_NAME, connection=redis_db).fetch_job("sched-archive-20250113T0200")
+    assert job.func_name == "app.tasks.archive_old_runs" and job.retries_left == 3
+
+
+def test_nothing_is_enqueued_before_its_time(redis_db):
+    since = datetime(2025, 1, 13, 2, 0, tzinfo=UTC)
+    assert tick(redis_db, [ARCHIVE], since, datetime(2025, 1, 14, 1, 59, tzinfo=UTC)) == []
+
+
+def test_a_missed_night_is_caught_up_once_at_start(redis_db):
+    start = datetime(2025, 1, 13, 9, 15, tzinfo=UTC)  # the scheduler was down at 02:00
+    assert catch_up(redis_db, [ARCHIVE], start) == ["sched-archive-20250113T0200"]
+    assert catch_up(redis_db, [ARCHIVE], start) == []  # a second instance, or a restart
+    tick(redis_db, [ARCHIVE], start, datetime(2025, 1, 13, 23, 0, tzinfo=UTC))
+    assert queued_ids(redis_db) == ["sched-archive-20250113T0200"]
+
+
+def test_occurrence_ids_are_valid_rq_ids():
+    import re
+
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", occurrence_id(ARCHIVE, datetime(2025, 1, 13, 2, 0, tzinfo=UTC)))
+
+
+def test_the_scheduler_process_catches_up_once_even_with_two_instances(redis_db, process_env):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    env = process_env
+    root = Path(__file__).resolve().parent.parent
+    schedulers = [
+        subprocess.Popen(
+            [sys.executable, "worker.py", "scheduler"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while len(queued_ids(redis_db)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        for process in schedulers:
+            process.terminate()
+            process.wait(timeout=10)
+    ids = queued_ids(redis_db)
+    now = datetime.now(UTC)
+    expected = sorted(occurrence_id(task, previous_occurrence(task, now)) for task in (ARCHIVE, CLEANUP))
+    assert ids == expected
