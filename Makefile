@@ -6,7 +6,7 @@ FLASK := $(VENV)/bin/flask --app wsgi
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-sqlite test-postgres lint format clean
+.PHONY: help venv run test lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ lint: venv ## Check style with ruff
 format: venv ## Reformat with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: venv ## Archive/restore benchmark against tar (100 MB and 1 GB runs); writes bench/RESULTS.md
+	@for tool in pigz zstd; do command -v $$tool >/dev/null || echo "note: $$tool is not installed, its rows are skipped (apt-get install $$tool)"; done
+	$(PY) -m bench.archive
 
 clean: ## Remove the virtualenv and local data (instance/, scraper_data/)
 	rm -rf $(VENV) instance scraper_data
