@@ -31,6 +31,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(overrides)
+    # A path with "//" is refused as it stands, not redirected: `files//etc/passwd` is an absolute path.
+    app.url_map.merge_slashes = False
     app.extensions["agar.settings"] = settings
     prepare_storage(settings)
 

@@ -23,8 +23,13 @@ RETRY = Retry(max=3, interval=[30, 120, 600])
 TIMEOUTS = {"batch": 6 * 3600, "run": 3600}
 
 
-def enqueue(function: Any, *args: Any, timeout: str = "run", job_id: str | None = None, **kwargs: Any):  # type: ignore[no-untyped-def]
-    """Put a task on the queue with our retry policy and timeout; return the RQ job."""
+def enqueue(  # type: ignore[no-untyped-def]
+    function: Any, *args: Any, timeout: str = "run", job_id: str | None = None, owner: str | None = None, **kwargs: Any
+):
+    """Put a task on the queue with our retry policy and timeout; return the RQ job.
+
+    ``owner`` (a user id) is kept in the task's meta so the API shows a member only their tasks.
+    """
     queue = Queue(QUEUE_NAME, connection=redis_connection())
     return queue.enqueue(
         function,
@@ -35,7 +40,7 @@ def enqueue(function: Any, *args: Any, timeout: str = "run", job_id: str | None 
         retry=RETRY,
         result_ttl=7 * 24 * 3600,
         failure_ttl=30 * 24 * 3600,
-        meta={"progress": 0},
+        meta={"progress": 0, "owner": owner},
     )
 
 

@@ -140,17 +140,20 @@ class Account:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def _call(self, method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        return getattr(self.client, method)(url, headers={**self.headers, **(headers or {})}, **kwargs)
+
     def get(self, url: str, **kwargs: Any) -> Any:
-        return self.client.get(url, headers=self.headers, **kwargs)
+        return self._call("get", url, **kwargs)
 
     def post(self, url: str, **kwargs: Any) -> Any:
-        return self.client.post(url, headers=self.headers, **kwargs)
+        return self._call("post", url, **kwargs)
 
     def patch(self, url: str, **kwargs: Any) -> Any:
-        return self.client.patch(url, headers=self.headers, **kwargs)
+        return self._call("patch", url, **kwargs)
 
     def delete(self, url: str, **kwargs: Any) -> Any:
-        return self.client.delete(url, headers=self.headers, **kwargs)
+        return self._call("delete", url, **kwargs)
 
 
 @pytest.fixture

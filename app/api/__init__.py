@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from app.api import auth, jobs  # noqa: E402,F401  (routes register themselves on bp)
+from app.api import actions, archives, auth, jobs, monitoring  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,131 @@
+"""Acting on one run: archive, restore, delete, undelete, retention (``/api/scraper/jobs/{id}/…``).
+
+Long work (archive, restore, delete) is handed to RQ and answered 202 with a task; the state the
+run must be in is checked first so a doomed request is a 409 now, not a failed task later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+
+from app import tasks
+from app.api import bp
+from app.api.auth import current_user
+from app.api.errors import ApiError
+from app.api.jobs import visible_job
+from app.api.params import json_body, parse_timestamp, text_field
+from app.api.schemas import job_json
+from app.extensions import db, lifecycle, settings
+from app.lifecycle import deletion
+from app.lifecycle.archival import load_run
+from app.lifecycle.runs import tier_of
+from app.models import FINISHED_STATUSES, Job
+
+
+def accepted(rq_job: Any) -> Any:
+    location = url_for("api.get_task", task_id=rq_job.id)
+    return {"task_id": rq_job.id, "status": "queued"}, 202, {"Location": location}
+
+
+def require_tier(job: Job, *tiers: str) -> None:
+    tier = tier_of(job)
+    if tier not in tiers:
+        raise ApiError(409, f"run {job.id} is {tier}; this needs a run that is {' or '.join(tiers)}", "wrong_tier")
+
+
+def _reason(body: dict[str, Any], *, required: bool) -> str | None:
+    return text_field(body, "reason", required=required, max_length=1000)
+
+
+def _optional_body(allowed: set[str]) -> dict[str, Any]:
+    from flask import request
+
+    return json_body(allowed) if request.content_length or request.is_json else {}
+
+
+@bp.post("/jobs/<job_id>/archive")
+def archive_job(job_id: str) -> Any:
+    """Archive the run now (a manual override of the age rule) → 202 with a task."""
+    job = visible_job(job_id)
+    body = _optional_body({"reason"})
+    require_tier(job, "active")
+    if job.status not in FINISHED_STATUSES:
+        raise ApiError(409, f"run {job.id} is {job.status}; only finished runs are archived", "not_finished")
+    user = current_user()
+    return accepted(
+        tasks.enqueue(tasks.archive_job, str(job.id), user.username, _reason(body, required=False), owner=str(user.id))
+    )
+
+
+@bp.post("/jobs/<job_id>/restore")
+def restore_job(job_id: str) -> Any:
+    """Restore a working copy of an archived run into jobs/ → 202 with a task."""
+    job = visible_job(job_id)
+    body = _optional_body({"reason"})
+    require_tier(job, "archived")
+    user = current_user()
+    return accepted(
+        tasks.enqueue(tasks.restore_job, str(job.id), user.username, _reason(body, required=False), owner=str(user.id))
+    )
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> Any:
+    """Delete the run now, with a reason → 202 with a task. Admins alone may hard-delete."""
+    job = visible_job(job_id)
+    body = json_body({"reason", "strategy"})
+    reason = _reason(body, required=True)
+    user = current_user()
+    strategy = body.get("strategy")
+    if strategy is not None:
+        if strategy not in deletion.STRATEGIES:
+            raise ApiError(400, "strategy must be soft or hard")
+        if not user.is_admin:
+            raise ApiError(403, "only admins choose the deletion strategy")
+    effective = strategy or settings().deletion_strategy
+    if effective == "hard" and not user.is_admin:
+        raise ApiError(403, "only admins may hard-delete (DELETION_STRATEGY is hard)")
+    if job.deleted_at is not None and effective == "soft":
+        raise ApiError(409, f"run {job.id} is already deleted", "wrong_tier")
+    if job.status not in FINISHED_STATUSES:
+        raise ApiError(409, f"run {job.id} is {job.status}; finish or cancel it first", "not_finished")
+    return accepted(tasks.enqueue(tasks.delete_job, str(job.id), user.username, reason, effective, owner=str(user.id)))
+
+
+@bp.post("/jobs/<job_id>/undelete")
+def undelete_job(job_id: str) -> Any:
+    """Bring a soft-deleted run back within its grace period → 200 with the run."""
+    job = visible_job(job_id)
+    body = _optional_body({"reason"})
+    require_tier(job, "deleted")
+    deletion.undelete_run(lifecycle(), job.id, actor=current_user().username, reason=_reason(body, required=False))
+    return job_json(load_run(lifecycle(), job.id))
+
+
+@bp.post("/jobs/<job_id>/retention")
+def extend_job_retention(job_id: str) -> Any:
+    """Protect the run: ``retain_until`` and/or ``keep_forever``, with a ``reason`` → 200 with the run."""
+    job = visible_job(job_id)
+    body = json_body({"retain_until", "keep_forever", "reason"})
+    user = current_user()
+    if job.created_by != user.id and not user.is_admin:
+        raise ApiError(403, "only admins change the retention of others' runs")
+    reason = _reason(body, required=True)
+    keep_forever = body.get("keep_forever")
+    if keep_forever is not None and not isinstance(keep_forever, bool):
+        raise ApiError(400, "keep_forever must be true or false")
+    retain_until = parse_timestamp(body["retain_until"], "retain_until") if body.get("retain_until") else None
+    if retain_until is None and keep_forever is None:
+        raise ApiError(400, "give retain_until or keep_forever")
+    deletion.extend_retention(
+        lifecycle(),
+        job.id,
+        actor=user.username,
+        reason=reason,
+        retain_until=retain_until,
+        keep_forever=keep_forever,  # type: ignore[arg-type]
+    )
+    db.session.expire_all()
+    return job_json(load_run(lifecycle(), job.id))

@@ -1,0 +1,138 @@
+"""Archived runs without restoring them: the archived list, downloads, member lists and member reads."""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, request, send_file, stream_with_context
+from sqlalchemy import func, select
+
+from app.api import bp
+from app.api.actions import require_tier
+from app.api.auth import current_user
+from app.api.errors import ApiError
+from app.api.jobs import visible_job
+from app.api.params import date_bound, pagination
+from app.api.schemas import job_json, page
+from app.extensions import db, lifecycle
+from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
+from app.lifecycle.naming import run_folder_name, safe_member_path
+from app.lifecycle.runs import is_archived, runs_visible_to
+from app.models import ArchiveMember, Job
+
+
+# What scrapers write that the standard table does not name.
+_EXTRA_TYPES = {".log": "text/plain", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
+
+
+def content_type(path: str) -> str:
+    suffix = path[path.rfind(".") :].lower() if "." in path else ""
+    return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+@bp.get("/jobs/archived")
+def list_archived_jobs() -> Any:
+    """Archived runs, newest first; ``start_date``/``end_date`` filter on the run's ``created_at``."""
+    limit, offset = pagination(request.args)
+    user = current_user()
+    query = runs_visible_to(user.id, user.is_admin).where(is_archived())
+    start = date_bound(request.args, "start_date", end=False)
+    end = date_bound(request.args, "end_date", end=True)
+    if start is not None:
+        query = query.where(Job.created_at >= start)
+    if end is not None:
+        query = query.where(Job.created_at < end)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return page([job_json(job) for job in rows], total, limit, offset)
+
+
+def archived_job(job_id: str) -> Job:
+    job = visible_job(job_id)
+    require_tier(job, "archived")
+    if not job.archive_path or not lifecycle().store.exists(job.archive_path):
+        raise ApiError(409, f"the archive of run {job.id} is missing; an alert has been raised", "archive_missing")
+    return job
+
+
+@bp.get("/jobs/<job_id>/archive/download")
+def download_archive(job_id: str) -> Any:
+    """The archive file, streamed, with ETag and Repr-Digest (SHA-256), Range and If-None-Match."""
+    job = archived_job(job_id)
+    path = lifecycle().store.path(job.archive_path)  # type: ignore[arg-type]
+    name = f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
+    response = send_file(
+        path,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=name,
+        conditional=True,
+        etag=job.archive_sha256,
+        max_age=0,
+    )
+    digest = base64.b64encode(bytes.fromhex(job.archive_sha256 or "")).decode()
+    response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
+    return response
+
+
+def _member_json(member: ArchiveMember) -> dict[str, Any]:
+    return {
+        "path": member.path,
+        "kind": member.kind,
+        "size": member.size,
+        "sha256": member.sha256,
+        "link_target": member.link_target,
+    }
+
+
+@bp.get("/jobs/<job_id>/archive/files")
+def list_archive_files(job_id: str) -> Any:
+    """The archive's members from its stored manifest (paths relative to the run folder)."""
+    job = archived_job(job_id)
+    limit, offset = pagination(request.args)
+    query = select(ArchiveMember).where(ArchiveMember.job_id == job.id)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(ArchiveMember.id).limit(limit).offset(offset))
+    return page([_member_json(member) for member in rows], total, limit, offset)
+
+
+@bp.get("/jobs/<job_id>/archive/files/<path:member_path>")
+def read_archive_file(job_id: str, member_path: str) -> Any:
+    """Stream one file out of the archive without restoring the run."""
+    job = archived_job(job_id)
+    try:
+        clean = str(safe_member_path(member_path))
+    except ValueError as error:
+        raise ApiError(400, str(error), "invalid_path") from None
+    member = db.session.scalar(select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.path == clean))
+    if member is None:
+        raise ApiError(404, f"no file {clean!r} in the archive of run {job.id}")
+    if member.kind != "file" or member.offset is None:
+        raise ApiError(409, f"{clean!r} is a {member.kind}, not a file", "not_a_file")
+    store, codec, key = lifecycle().store, job.compression or "gzip", job.archive_path
+    offset, size = member.offset, member.size
+
+    def chunks() -> Iterator[bytes]:
+        # The stream is read from the start up to the member's offset: the manifest keeps the
+        # offset so a seekable index can make this instant later.
+        with store.open(key) as raw:  # type: ignore[arg-type]
+            reader = ForwardReader(decompressor(raw, codec))
+            reader.seek(offset)
+            remaining = size
+            while remaining:
+                chunk = reader.read(min(remaining, STREAM_BLOCK))
+                if not chunk:
+                    raise OSError(f"archive of run {job.id} ended inside {clean!r}")
+                remaining -= len(chunk)
+                yield chunk
+
+    mimetype = content_type(clean)
+    headers = {"Content-Length": str(size), "ETag": f'"{member.sha256}"', "X-Content-Type-Options": "nosniff"}
+    if member.sha256:
+        headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(member.sha256)).decode()}:"
+    if request.if_none_match and member.sha256 and request.if_none_match.contains(member.sha256):
+        return Response(status=304, headers={"ETag": headers["ETag"]})
+    return Response(stream_with_context(chunks()), mimetype=mimetype, headers=headers)

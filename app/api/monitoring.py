@@ -1,0 +1,230 @@
+"""What happened and how storage stands: background tasks, the audit, lifecycle events, storage, alerts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import timedelta
+from typing import Any
+
+from flask import request
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from sqlalchemy import case, func, select
+
+from app.api import bp
+from app.api.auth import current_user
+from app.api.errors import ApiError
+from app.api.params import date_bound, job_id_param, pagination
+from app.api.schemas import event_json, iso, page
+from app.extensions import db, redis_connection, settings
+from app.lifecycle.runs import is_active, is_archived
+from app.models import (
+    EVENT_OUTCOMES,
+    LIFECYCLE_ACTIONS,
+    Alert,
+    Job,
+    JobAudit,
+    LifecycleEvent,
+    StorageSnapshot,
+    utcnow,
+)
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TASK_STATES = {
+    "queued": "queued",
+    "deferred": "queued",
+    "scheduled": "queued",
+    "started": "started",
+    "finished": "finished",
+    "failed": "failed",
+    "stopped": "failed",
+    "canceled": "failed",
+}
+
+
+@bp.get("/tasks/<task_id>")
+def get_task(task_id: str) -> Any:
+    """State, progress (0–100) and result or error of a background task."""
+    if not _TASK_ID.match(task_id):
+        raise ApiError(400, "a task id has only letters, digits, '_' and '-'", "invalid_id")
+    try:
+        task = RQJob.fetch(task_id, connection=redis_connection())
+    except NoSuchJobError:
+        raise ApiError(404, f"no task {task_id}") from None
+    user = current_user()
+    if not user.is_admin and task.meta.get("owner") != str(user.id):
+        raise ApiError(404, f"no task {task_id}")
+    status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
+    body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
+    if status == "finished":
+        body["progress"] = 100
+        body["result"] = task.meta.get("result", task.return_value())
+    if status == "failed":
+        latest = task.latest_result()
+        body["error"] = (latest.exc_string or "failed").strip().splitlines()[-1] if latest else "failed"
+    return body
+
+
+def _owned(query: Any, job_id_column: Any) -> Any:
+    user = current_user()
+    if user.is_admin:
+        return query
+    return query.where(job_id_column.in_(select(Job.id).where(Job.created_by == user.id)))
+
+
+@bp.get("/audit")
+def list_audit() -> Any:
+    """Deletion audit, newest first: ``job_id``, ``strategy``, ``deleted_by``, ``start_date``/``end_date``."""
+    args = request.args
+    limit, offset = pagination(args)
+    user = current_user()
+    query = select(JobAudit)
+    if not user.is_admin:
+        query = query.where(JobAudit.created_by == user.id)
+    if args.get("job_id"):
+        query = query.where(JobAudit.job_id == job_id_param(args["job_id"]))
+    if args.get("strategy"):
+        if args["strategy"] not in ("soft", "hard"):
+            raise ApiError(400, "strategy must be soft or hard")
+        query = query.where(JobAudit.strategy == args["strategy"])
+    if args.get("deleted_by"):
+        query = query.where(JobAudit.deleted_by == args["deleted_by"][:64])
+    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
+    if start is not None:
+        query = query.where(JobAudit.deleted_at >= start)
+    if end is not None:
+        query = query.where(JobAudit.deleted_at < end)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(JobAudit.deleted_at.desc(), JobAudit.id).limit(limit).offset(offset))
+    columns = [c.key for c in JobAudit.__table__.columns]
+    items = [
+        {
+            k: (iso(v) if hasattr(v, "isoformat") else str(v) if k in ("id", "job_id", "created_by") and v else v)
+            for k in columns
+            for v in [getattr(row, k)]
+        }
+        for row in rows
+    ]
+    return page(items, total, limit, offset)
+
+
+@bp.get("/events")
+def list_events() -> Any:
+    """Lifecycle events, newest first: ``job_id``, ``action``, ``outcome``, ``actor``, date range."""
+    args = request.args
+    limit, offset = pagination(args)
+    query = _owned(select(LifecycleEvent), LifecycleEvent.job_id)
+    if args.get("job_id"):
+        query = query.where(LifecycleEvent.job_id == job_id_param(args["job_id"]))
+    if args.get("action"):
+        if args["action"] not in LIFECYCLE_ACTIONS:
+            raise ApiError(400, f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
+        query = query.where(LifecycleEvent.action == args["action"])
+    if args.get("outcome"):
+        if args["outcome"] not in EVENT_OUTCOMES:
+            raise ApiError(400, f"outcome must be one of {', '.join(EVENT_OUTCOMES)}")
+        query = query.where(LifecycleEvent.outcome == args["outcome"])
+    if args.get("actor"):
+        query = query.where(LifecycleEvent.actor == args["actor"][:64])
+    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
+    if start is not None:
+        query = query.where(LifecycleEvent.started_at >= start)
+    if end is not None:
+        query = query.where(LifecycleEvent.started_at < end)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc()).limit(limit).offset(offset)
+    )
+    return page([event_json(event) for event in rows], total, limit, offset)
+
+
+@bp.get("/storage/stats")
+def storage_stats() -> Any:
+    """Usage by tier, compression savings, the archive success rate over 30 days, and the disk."""
+    session = db.session
+
+    def tier(condition: Any, size: Any) -> dict[str, int]:
+        count, total = session.execute(select(func.count(), func.coalesce(func.sum(size), 0)).where(condition)).one()
+        return {"runs": count, "bytes": int(total)}
+
+    archived_original, archived_compressed = session.execute(
+        select(func.coalesce(func.sum(Job.size_bytes), 0), func.coalesce(func.sum(Job.archive_size_bytes), 0)).where(
+            is_archived()
+        )
+    ).one()
+    since = utcnow() - timedelta(days=30)
+    succeeded, failed = session.execute(
+        select(
+            func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
+        ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
+    ).one()
+    usage = shutil.disk_usage(settings().scraper_data_path)
+    return {
+        "tiers": {
+            "active": tier(is_active(), Job.size_bytes),
+            "archived": tier(is_archived(), Job.archive_size_bytes),
+            "trash": tier(Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes),
+            "purged": tier(Job.purged_at.is_not(None), Job.archive_size_bytes),
+        },
+        "compression": {
+            "original_bytes": int(archived_original),
+            "archived_bytes": int(archived_compressed),
+            "saved_bytes": int(archived_original) - int(archived_compressed),
+            "saved_ratio": (1 - archived_compressed / archived_original) if archived_original else None,
+        },
+        "archive_success_rate": {
+            "days": 30,
+            "succeeded": int(succeeded),
+            "failed": int(failed),
+            "rate": succeeded / (succeeded + failed) if succeeded + failed else None,
+        },
+        "disk": {
+            "total_bytes": usage.total,
+            "free_bytes": usage.free,
+            "used_percent": 100 * (1 - usage.free / usage.total),
+        },
+    }
+
+
+@bp.get("/storage/trend")
+def storage_trend() -> Any:
+    """Storage snapshots over time (oldest first), for charts: ``start_date``/``end_date``, ``limit``."""
+    args = request.args
+    limit, offset = pagination(args)
+    query = select(StorageSnapshot)
+    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
+    if start is not None:
+        query = query.where(StorageSnapshot.taken_at >= start)
+    if end is not None:
+        query = query.where(StorageSnapshot.taken_at < end)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(StorageSnapshot.taken_at).limit(limit).offset(offset))
+    columns = [c.key for c in StorageSnapshot.__table__.columns if c.key != "id"]
+    items = [{k: iso(getattr(r, k)) if k == "taken_at" else getattr(r, k) for k in columns} for r in rows]
+    return page(items, total, limit, offset)
+
+
+@bp.get("/alerts")
+def list_alerts() -> Any:
+    """Open alerts and those resolved in the last 7 days, newest first."""
+    limit, offset = pagination(request.args)
+    recent = utcnow() - timedelta(days=7)
+    query = select(Alert).where(Alert.resolved_at.is_(None) | (Alert.resolved_at >= recent))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit).offset(offset))
+    items = [
+        {
+            "id": a.id,
+            "kind": a.kind,
+            "severity": a.severity,
+            "message": a.message,
+            "data": a.data,
+            "created_at": iso(a.created_at),
+            "resolved_at": iso(a.resolved_at),
+            "open": a.resolved_at is None,
+        }
+        for a in rows
+    ]
+    return page(items, total, limit, offset)

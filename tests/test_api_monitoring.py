@@ -1,0 +1,101 @@
+"""Audit, events, storage stats and trend, alerts: filters, visibility, bad input."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.lifecycle import archival, deletion
+from app.models import Alert, StorageSnapshot
+
+
+@pytest.fixture
+def history(lc, make_run, member, other_member):
+    mine = make_run(days_ago=40, owner=member.user.id)
+    theirs = make_run(days_ago=40, owner=other_member.user.id)
+    for job in (mine, theirs):
+        archival.archive_run(lc, job.id, actor="scheduler")
+    deletion.delete_run(lc, mine.id, actor="max", reason="tidy up")
+    deletion.delete_run(lc, theirs.id, actor="ada", reason="GDPR", strategy="hard")
+    return mine, theirs
+
+
+def test_audit_shows_members_their_runs_and_admins_all(member, admin, history):
+    mine, theirs = history
+    own = member.get("/api/scraper/audit").json
+    assert [(i["job_id"], i["strategy"], i["deletion_reason"]) for i in own["items"]] == [
+        (str(mine.id), "soft", "tidy up")
+    ]
+    everything = admin.get("/api/scraper/audit").json
+    assert everything["total"] == 2
+    hard = admin.get("/api/scraper/audit?strategy=hard").json["items"]
+    assert [(i["job_id"], i["deleted_by"]) for i in hard] == [(str(theirs.id), "ada")]
+    assert admin.get(f"/api/scraper/audit?job_id={mine.id}").json["total"] == 1
+    assert admin.get("/api/scraper/audit?deleted_by=max").json["total"] == 1
+
+
+def test_events_filter_and_visibility(member, admin, history):
+    mine, theirs = history
+    mine_events = member.get("/api/scraper/events").json["items"]
+    assert {e["job_id"] for e in mine_events} == {str(mine.id)}
+    assert [e["action"] for e in mine_events] == ["delete", "archive"]
+    assert admin.get("/api/scraper/events?action=archive&outcome=succeeded").json["total"] == 2
+    assert admin.get(f"/api/scraper/events?job_id={theirs.id}").json["total"] == 2  # history outlives the run
+    assert admin.get("/api/scraper/events?actor=ada").json["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/audit?strategy=shred",
+        "/audit?job_id=42",
+        "/audit?start_date=x",
+        "/events?action=explode",
+        "/events?outcome=maybe",
+        "/events?limit=0",
+        "/storage/trend?offset=-1",
+        "/alerts?limit=abc",
+    ],
+)
+def test_bad_filters_are_400(admin, query):
+    response = admin.get(f"/api/scraper{query}")
+    assert response.status_code == 400 and response.json["error"]["message"]
+
+
+def test_storage_stats_add_up(admin, lc, make_run):
+    for days in (1, 2, 10, 12):
+        make_run(days_ago=days)
+    from app.lifecycle.passes import archive_old_runs
+
+    archive_old_runs(lc)
+    stats = admin.get("/api/scraper/storage/stats").json
+    assert stats["tiers"]["active"]["runs"] == 2 and stats["tiers"]["archived"]["runs"] == 2
+    compression = stats["compression"]
+    assert compression["original_bytes"] > compression["archived_bytes"] > 0
+    assert compression["saved_bytes"] == compression["original_bytes"] - compression["archived_bytes"]
+    assert stats["archive_success_rate"] == {"days": 30, "succeeded": 2, "failed": 0, "rate": 1.0}
+    assert stats["disk"]["total_bytes"] > stats["disk"]["free_bytes"] > 0
+
+
+def test_storage_trend_is_a_time_series(admin, lc):
+    now = datetime.now(UTC)
+    for hours in (3, 2, 1):
+        lc.session.add(StorageSnapshot(taken_at=now - timedelta(hours=hours), active_bytes=hours * 100))
+    lc.session.commit()
+    body = admin.get("/api/scraper/storage/trend").json
+    assert [item["active_bytes"] for item in body["items"]] == [300, 200, 100]
+    since = (now - timedelta(hours=2, minutes=30)).isoformat().replace("+00:00", "Z")
+    assert admin.get(f"/api/scraper/storage/trend?start_date={since}").json["total"] == 2
+
+
+def test_alerts_open_and_recent(admin, lc):
+    now = datetime.now(UTC)
+    lc.session.add_all(
+        [
+            Alert(kind="storage", severity="warning", message="disk 85 % full"),
+            Alert(kind="archive", severity="error", message="3 runs failed", resolved_at=now - timedelta(days=1)),
+            Alert(kind="archive", severity="error", message="old", resolved_at=now - timedelta(days=30)),
+        ]
+    )
+    lc.session.commit()
+    items = admin.get("/api/scraper/alerts").json["items"]
+    assert {(a["message"], a["open"]) for a in items} == {("disk 85 % full", True), ("3 runs failed", False)}
