@@ -23,7 +23,6 @@ from app.lifecycle.naming import run_folder_name, safe_member_path
 from app.lifecycle.runs import is_archived, runs_visible_to
 from app.models import ArchiveMember, Job
 
-
 # What scrapers write that the standard table does not name.
 _EXTRA_TYPES = {".log": "text/plain", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
 
