@@ -86,9 +86,11 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.api.errors import register_error_handlers
+    from app.api.openapi import bp as openapi_bp
     from app.health import bp as health_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/scraper")
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(health_bp)
     register_error_handlers(app)
 

@@ -15,6 +15,7 @@ from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import visible_job
+from app.api.openapi import documented
 from app.api.params import json_body, parse_timestamp, text_field
 from app.api.schemas import job_json
 from app.extensions import db, lifecycle, settings
@@ -46,6 +47,7 @@ def _optional_body(allowed: set[str]) -> dict[str, Any]:
 
 
 @bp.post("/jobs/<job_id>/archive")
+@documented(ok=(202, "Accepted"), body="Reason")
 def archive_job(job_id: str) -> Any:
     """Archive the run now (a manual override of the age rule) → 202 with a task."""
     job = visible_job(job_id)
@@ -60,6 +62,7 @@ def archive_job(job_id: str) -> Any:
 
 
 @bp.post("/jobs/<job_id>/restore")
+@documented(ok=(202, "Accepted"), body="Reason")
 def restore_job(job_id: str) -> Any:
     """Restore a working copy of an archived run into jobs/ → 202 with a task."""
     job = visible_job(job_id)
@@ -72,6 +75,7 @@ def restore_job(job_id: str) -> Any:
 
 
 @bp.delete("/jobs/<job_id>")
+@documented(ok=(202, "Accepted"), body="Deletion")
 def delete_job(job_id: str) -> Any:
     """Delete the run now, with a reason → 202 with a task. Admins alone may hard-delete."""
     job = visible_job(job_id)
@@ -95,6 +99,7 @@ def delete_job(job_id: str) -> Any:
 
 
 @bp.post("/jobs/<job_id>/undelete")
+@documented(ok=(200, "Job"), body="Reason")
 def undelete_job(job_id: str) -> Any:
     """Bring a soft-deleted run back within its grace period → 200 with the run."""
     job = visible_job(job_id)
@@ -105,6 +110,7 @@ def undelete_job(job_id: str) -> Any:
 
 
 @bp.post("/jobs/<job_id>/retention")
+@documented(ok=(200, "Job"), body="Retention")
 def extend_job_retention(job_id: str) -> Any:
     """Protect the run: ``retain_until`` and/or ``keep_forever``, with a ``reason`` → 200 with the run."""
     job = visible_job(job_id)

@@ -15,6 +15,7 @@ from app.api.actions import require_tier
 from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import visible_job
+from app.api.openapi import documented
 from app.api.params import date_bound, pagination
 from app.api.schemas import job_json, page
 from app.extensions import db, lifecycle
@@ -33,6 +34,7 @@ def content_type(path: str) -> str:
 
 
 @bp.get("/jobs/archived")
+@documented(ok=(200, "Page[Job]"), query=("limit", "offset", "start_date", "end_date"))
 def list_archived_jobs() -> Any:
     """Archived runs, newest first; ``start_date``/``end_date`` filter on the run's ``created_at``."""
     limit, offset = pagination(request.args)
@@ -58,6 +60,7 @@ def archived_job(job_id: str) -> Job:
 
 
 @bp.get("/jobs/<job_id>/archive/download")
+@documented(ok=(200, None), media="application/octet-stream")
 def download_archive(job_id: str) -> Any:
     """The archive file, streamed, with ETag and Repr-Digest (SHA-256), Range and If-None-Match."""
     job = archived_job(job_id)
@@ -88,6 +91,7 @@ def _member_json(member: ArchiveMember) -> dict[str, Any]:
 
 
 @bp.get("/jobs/<job_id>/archive/files")
+@documented(ok=(200, "Page[Member]"), query=("limit", "offset"))
 def list_archive_files(job_id: str) -> Any:
     """The archive's members from its stored manifest (paths relative to the run folder)."""
     job = archived_job(job_id)
@@ -99,6 +103,7 @@ def list_archive_files(job_id: str) -> Any:
 
 
 @bp.get("/jobs/<job_id>/archive/files/<path:member_path>")
+@documented(ok=(200, None), media="application/octet-stream")
 def read_archive_file(job_id: str, member_path: str) -> Any:
     """Stream one file out of the archive without restoring the run."""
     job = archived_job(job_id)

@@ -10,6 +10,7 @@ from sqlalchemy import String, cast, func, or_, select
 from app.api import bp
 from app.api.auth import current_user, may_see
 from app.api.errors import ApiError
+from app.api.openapi import documented
 from app.api.params import date_bound, job_id_param, json_body, pagination, parse_timestamp, text_field
 from app.api.schemas import event_json, job_json, page
 from app.extensions import db, settings
@@ -37,6 +38,7 @@ def _stats_field(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @bp.post("/jobs")
+@documented(ok=(201, "Job"), body="NewJob")
 def create_job() -> Any:
     """Register a run and create its folder; admins may import finished runs with their history."""
     body = json_body({"id", "name", "scraper", "stats", *_IMPORT_FIELDS})
@@ -67,6 +69,7 @@ def create_job() -> Any:
 
 
 @bp.get("/jobs")
+@documented(ok=(200, "Page[Job]"), query=("limit", "offset", "status", "q", "scraper", "start_date", "end_date"))
 def list_jobs() -> Any:
     """List active runs, newest first, filtered by status, text, and a created_at range."""
     args = request.args
@@ -106,6 +109,7 @@ def list_jobs() -> Any:
 
 
 @bp.get("/jobs/<job_id>")
+@documented(ok=(200, "JobWithHistory"))
 def get_job(job_id: str) -> Any:
     """One run in any tier, with its lifecycle history (newest first)."""
     job = visible_job(job_id)
@@ -119,6 +123,7 @@ def get_job(job_id: str) -> Any:
 
 
 @bp.patch("/jobs/<job_id>")
+@documented(ok=(200, "Job"), body="JobUpdate")
 def patch_job(job_id: str) -> Any:
     """Status and stats updates from the scraper; status only moves forward."""
     job = visible_job(job_id)

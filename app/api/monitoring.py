@@ -15,6 +15,7 @@ from sqlalchemy import case, func, select
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
+from app.api.openapi import documented
 from app.api.params import date_bound, job_id_param, pagination
 from app.api.schemas import event_json, iso, page
 from app.extensions import db, redis_connection, settings
@@ -44,6 +45,7 @@ _TASK_STATES = {
 
 
 @bp.get("/tasks/<task_id>")
+@documented(ok=(200, "Task"))
 def get_task(task_id: str) -> Any:
     """State, progress (0–100) and result or error of a background task."""
     if not _TASK_ID.match(task_id):
@@ -74,6 +76,9 @@ def _owned(query: Any, job_id_column: Any) -> Any:
 
 
 @bp.get("/audit")
+@documented(
+    ok=(200, "Page[Audit]"), query=("limit", "offset", "job_id", "strategy", "deleted_by", "start_date", "end_date")
+)
 def list_audit() -> Any:
     """Deletion audit, newest first: ``job_id``, ``strategy``, ``deleted_by``, ``start_date``/``end_date``."""
     args = request.args
@@ -110,6 +115,9 @@ def list_audit() -> Any:
 
 
 @bp.get("/events")
+@documented(
+    ok=(200, "Page[Event]"), query=("limit", "offset", "job_id", "action", "outcome", "actor", "start_date", "end_date")
+)
 def list_events() -> Any:
     """Lifecycle events, newest first: ``job_id``, ``action``, ``outcome``, ``actor``, date range."""
     args = request.args
@@ -140,6 +148,7 @@ def list_events() -> Any:
 
 
 @bp.get("/storage/stats")
+@documented(ok=(200, "StorageStats"))
 def storage_stats() -> Any:
     """Usage by tier, compression savings, the archive success rate over 30 days, and the disk."""
     session = db.session
@@ -189,6 +198,7 @@ def storage_stats() -> Any:
 
 
 @bp.get("/storage/trend")
+@documented(ok=(200, "Page[Snapshot]"), query=("limit", "offset", "start_date", "end_date"))
 def storage_trend() -> Any:
     """Storage snapshots over time (oldest first), for charts: ``start_date``/``end_date``, ``limit``."""
     args = request.args
@@ -207,6 +217,7 @@ def storage_trend() -> Any:
 
 
 @bp.get("/alerts")
+@documented(ok=(200, "Page[Alert]"), query=("limit", "offset"))
 def list_alerts() -> Any:
     """Open alerts and those resolved in the last 7 days, newest first."""
     limit, offset = pagination(request.args)
