@@ -6,7 +6,7 @@ FLASK := $(VENV)/bin/flask --app wsgi
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench clean
+.PHONY: help venv run test lint format bench bench-api clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ format: venv ## Reformat with ruff
 bench: venv ## Archive/restore benchmark against tar (100 MB and 1 GB runs); writes bench/RESULTS.md
 	@for tool in pigz zstd; do command -v $$tool >/dev/null || echo "note: $$tool is not installed, its rows are skipped (apt-get install $$tool)"; done
 	$(PY) -m bench.archive
+
+bench-api: venv ## API latency at 1,000,000 runs in PostgreSQL (needs wrk and a local PostgreSQL); writes bench/RESULTS.md
+	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+	$(PY) -m bench.api
 
 clean: ## Remove the virtualenv and local data (instance/, scraper_data/)
 	rm -rf $(VENV) instance scraper_data

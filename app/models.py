@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -111,7 +112,24 @@ class Job(Base):
     """One scraper run (a *job* in code and API) and where it is in its life."""
 
     __tablename__ = "jobs"
-    __table_args__ = (CheckConstraint(_in("status", JOB_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        # The listings read one tier, newest first: partial indexes hold just that tier, in order,
+        # so neither the page nor its count wades through the (mostly purged) rest of the table.
+        *(
+            Index(
+                f"ix_jobs_{tier}_{'_'.join(columns)}",
+                *columns,
+                postgresql_where=text(condition),
+                sqlite_where=text(condition),
+            )
+            for tier, condition in (
+                ("active", "archived_at IS NULL AND deleted_at IS NULL"),
+                ("archived", "archived_at IS NOT NULL AND deleted_at IS NULL"),
+            )
+            for columns in (("created_at", "id"), ("created_by", "created_at"))
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(255))

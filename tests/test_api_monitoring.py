@@ -72,6 +72,8 @@ def test_storage_stats_add_up(admin, lc, make_run):
     compression = stats["compression"]
     assert compression["original_bytes"] > compression["archived_bytes"] > 0
     assert compression["saved_bytes"] == compression["original_bytes"] - compression["archived_bytes"]
+    # Plain JSON numbers on every database (PostgreSQL sums BIGINT into NUMERIC).
+    assert isinstance(compression["saved_ratio"], float) and isinstance(compression["original_bytes"], int)
     assert stats["archive_success_rate"] == {"days": 30, "succeeded": 2, "failed": 0, "rate": 1.0}
     assert stats["disk"]["total_bytes"] > stats["disk"]["free_bytes"] > 0
 
@@ -99,3 +101,13 @@ def test_alerts_open_and_recent(admin, lc):
     lc.session.commit()
     items = admin.get("/api/scraper/alerts").json["items"]
     assert {(a["message"], a["open"]) for a in items} == {("disk 85 % full", True), ("3 runs failed", False)}
+
+
+def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_db):
+    first = admin.get("/api/scraper/storage/stats").json
+    make_run(days_ago=1)
+    assert admin.get("/api/scraper/storage/stats").json == first  # shared, not recomputed
+    redis_db.delete("agar:cache:storage-stats")  # what the TTL does after 30 s
+    fresh = admin.get("/api/scraper/storage/stats").json
+    assert fresh["tiers"]["active"]["runs"] == first["tiers"]["active"]["runs"] + 1
+    assert fresh["as_of"] >= first["as_of"]

@@ -17,7 +17,7 @@ from app.api.errors import ApiError
 from app.api.jobs import visible_job
 from app.api.openapi import documented
 from app.api.params import date_bound, pagination
-from app.api.schemas import job_json, page
+from app.api.schemas import JOB_COLUMNS, job_json, page
 from app.extensions import db, lifecycle
 from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
 from app.lifecycle.naming import run_folder_name, safe_member_path
@@ -47,7 +47,8 @@ def list_archived_jobs() -> Any:
     if end is not None:
         query = query.where(Job.created_at < end)
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = db.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
+    rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
     return page([job_json(job) for job in rows], total, limit, offset)
 
 

@@ -12,7 +12,7 @@ from app.api.auth import current_user, may_see
 from app.api.errors import ApiError
 from app.api.openapi import documented
 from app.api.params import date_bound, job_id_param, json_body, pagination, parse_timestamp, text_field
-from app.api.schemas import event_json, job_json, page
+from app.api.schemas import JOB_COLUMNS, event_json, job_json, page
 from app.extensions import db, settings
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.runs import is_active, register_run, runs_visible_to, update_run
@@ -104,7 +104,8 @@ def list_jobs() -> Any:
     if end is not None:
         query = query.where(Job.created_at < end)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
+    rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
     return page([job_json(job) for job in rows], total or 0, limit, offset)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import timedelta
 from typing import Any
 
 from flask import request
+from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from sqlalchemy import case, func, select
@@ -31,6 +33,8 @@ from app.models import (
     utcnow,
 )
 
+STATS_CACHE_KEY = "agar:cache:storage-stats"
+STATS_TTL = 30
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _TASK_STATES = {
     "queued": "queued",
@@ -150,7 +154,27 @@ def list_events() -> Any:
 @bp.get("/storage/stats")
 @documented(ok=(200, "StorageStats"))
 def storage_stats() -> Any:
-    """Usage by tier, compression savings, the archive success rate over 30 days, and the disk."""
+    """Usage by tier, compression savings, the archive success rate over 30 days, and the disk.
+
+    Summing a tier reads every row of it (most runs, over time, are purged), so the figures are
+    computed at most every STATS_TTL seconds and shared through Redis; ``as_of`` says when.
+    """
+    connection = redis_connection()
+    try:
+        cached = connection.get(STATS_CACHE_KEY)
+    except RedisError:
+        cached = None
+    if cached:
+        return json.loads(cached)
+    stats = {"as_of": iso(utcnow()), **_compute_storage_stats()}
+    try:
+        connection.set(STATS_CACHE_KEY, json.dumps(stats), ex=STATS_TTL)
+    except RedisError:
+        pass  # without Redis every request computes: slower, still right
+    return stats
+
+
+def _compute_storage_stats() -> dict[str, Any]:
     session = db.session
 
     def tier(condition: Any, size: Any) -> dict[str, int]:
@@ -162,6 +186,8 @@ def storage_stats() -> Any:
             is_archived()
         )
     ).one()
+    # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
+    archived_original, archived_compressed = int(archived_original), int(archived_compressed)
     since = utcnow() - timedelta(days=30)
     succeeded, failed = session.execute(
         select(
@@ -169,6 +195,7 @@ def storage_stats() -> Any:
             func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
         ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
     ).one()
+    succeeded, failed = int(succeeded), int(failed)
     usage = shutil.disk_usage(settings().scraper_data_path)
     return {
         "tiers": {
@@ -181,7 +208,7 @@ def storage_stats() -> Any:
             "original_bytes": int(archived_original),
             "archived_bytes": int(archived_compressed),
             "saved_bytes": int(archived_original) - int(archived_compressed),
-            "saved_ratio": (1 - archived_compressed / archived_original) if archived_original else None,
+            "saved_ratio": round(1 - archived_compressed / archived_original, 4) if archived_original else None,
         },
         "archive_success_rate": {
             "days": 30,

@@ -136,7 +136,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Alert": {"type": "object", "required": ["id", "kind", "severity", "message", "created_at", "open"]},
     "StorageStats": {
         "type": "object",
-        "required": ["tiers", "compression", "archive_success_rate", "disk"],
+        "required": ["as_of", "tiers", "compression", "archive_success_rate", "disk"],
     },
 }
 PAGED = {"Job", "Event", "Member", "Audit", "Snapshot", "Alert"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.lifecycle.runs import tier_of
-from app.models import Job, LifecycleEvent
+from sqlalchemy import Uuid
 
-_JOB_COLUMNS = [column.key for column in Job.__table__.columns]
+from app.lifecycle.runs import tier_of
+from app.models import Job, LifecycleEvent, UTCDateTime
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -26,9 +26,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """A run: every ``jobs`` column, plus its ``tier`` and whether a restored copy is live."""
-    data = {key: _plain(getattr(job, key)) for key in _JOB_COLUMNS}
+def _converter(column: Any) -> Any:
+    if isinstance(column.type, UTCDateTime):
+        return iso
+    if isinstance(column.type, Uuid):
+        return str
+    return None
+
+
+# Listing pages serialise thousands of values a second: decide each column's conversion once.
+_JOB_CONVERTERS = [(column.key, _converter(column)) for column in Job.__table__.columns]
+JOB_COLUMNS = tuple(Job.__table__.columns)
+
+
+def job_json(job: Any) -> dict[str, Any]:
+    """A run (an ORM object or a row of ``JOB_COLUMNS``): every column, its ``tier`` and ``restored``."""
+    data = {}
+    for key, convert in _JOB_CONVERTERS:
+        value = getattr(job, key)
+        data[key] = convert(value) if convert is not None and value is not None else value
     data["tier"] = tier_of(job)
     data["restored"] = job.restored_at is not None and job.deleted_at is None
     return data
