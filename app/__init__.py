@@ -27,12 +27,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=database_uri(settings, app.instance_path),
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret_key(app.instance_path),
-        JSON_SORT_KEYS=False,
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(overrides)
     # A path with "//" is refused as it stands, not redirected: `files//etc/passwd` is an absolute path.
     app.url_map.merge_slashes = False
+    app.json.sort_keys = False  # keys in column order; sorting costs time on every response
     app.extensions["agar.settings"] = settings
     prepare_storage(settings)
 
@@ -81,6 +81,18 @@ def _instance_secret_key(instance_path: str) -> str:
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
+
+    @app.teardown_request
+    def end_read_transaction(error: BaseException | None) -> None:
+        # psycopg forgets every prepared statement on ROLLBACK, which is how Flask-SQLAlchemy
+        # ends each request's transaction; ending a clean GET's (empty) transaction with COMMIT
+        # instead keeps them, so the API's repeated queries are planned once per connection.
+        from flask import request
+
+        session = db.session()  # the request's own Session behind the scoped proxy
+        if error is None and request.method in ("GET", "HEAD") and session.in_transaction():
+            if not (session.new or session.dirty or session.deleted):
+                session.commit()
 
 
 def register_blueprints(app: Flask) -> None:

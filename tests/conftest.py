@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,12 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of this test session's own: a fresh PostgreSQL schema, or a SQLite file."""
+@contextmanager
+def throwaway_database(folder: Path) -> Iterator[str]:
+    """A database nobody else uses: a fresh PostgreSQL schema (TEST_DATABASE_URL), or a SQLite file."""
     admin_url = postgres_admin_url()
     if admin_url is None:
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'agar.db'}"
+        yield f"sqlite:///{folder / 'agar.db'}"
         return
     schema = f"test_{uuid.uuid4().hex[:12]}"
     engine = create_engine(admin_url)
@@ -57,6 +58,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This test session's own database."""
+    with throwaway_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -320,3 +328,28 @@ def tree(root: Path) -> dict[str, Any]:
         else:
             found[rel] = path.read_bytes()
     return found
+
+
+def run_burst_worker(env: dict[str, str], count: int = 1, timeout: float = 240) -> list[str]:
+    """Run ``count`` real RQ workers (``python worker.py --burst``) until the queue is empty."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "worker.py", "--burst"],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outputs = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=timeout)
+        assert worker.returncode == 0, out[-3000:]
+        outputs.append(out)
+    return outputs

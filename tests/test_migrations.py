@@ -1,32 +1,21 @@
 """One migration history that upgrades, matches the models, and downgrades on SQLite and PostgreSQL."""
 
-import uuid
 
 import pytest
 from flask_migrate import check, downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import postgres_admin_url, with_search_path
+from tests.conftest import throwaway_database
 
 TABLES = {"jobs", "job_audit", "lifecycle_events", "storage_snapshots", "users", "alerts"}
 
 
 @pytest.fixture
 def fresh_database_url(tmp_path):
-    admin_url = postgres_admin_url()
-    if admin_url is None:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    schema = f"migr_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin_url)
-    with engine.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield with_search_path(admin_url, schema)
-    with engine.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    with throwaway_database(tmp_path) as url:
+        yield url
 
 
 def test_upgrade_check_downgrade_upgrade(fresh_database_url, tmp_path, clean_env):

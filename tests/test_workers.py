@@ -1,7 +1,5 @@
 """Real RQ worker processes against real Redis: tasks run, report progress, and never double-archive."""
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from sqlalchemy import func, select
 from app import tasks
 from app.lifecycle.naming import find_run_folder
 from app.models import Job, LifecycleEvent
+from tests.conftest import run_burst_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -23,25 +22,8 @@ def worker_env(process_env):
     return process_env
 
 
-def start_worker(env):
-    return subprocess.Popen(
-        [sys.executable, "worker.py", "--burst"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def run_workers(env, count=1, timeout=240):
-    workers = [start_worker(env) for _ in range(count)]
-    outputs = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=timeout)
-        outputs.append(out)
-        assert worker.returncode == 0, out[-3000:]
-    return outputs
+def run_workers(env, count=1):
+    return run_burst_worker(env, count)
 
 
 def test_a_worker_runs_the_nightly_archive_task(lc, make_run, redis_db, worker_env):

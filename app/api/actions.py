@@ -30,6 +30,12 @@ def accepted(rq_job: Any) -> Any:
     return {"task_id": rq_job.id, "status": "queued"}, 202, {"Location": location}
 
 
+def enqueue_for(task: Any, job: Job, *args: Any) -> Any:
+    """Hand one run's action to RQ on behalf of the caller → 202."""
+    user = current_user()
+    return accepted(tasks.enqueue(task, str(job.id), user.username, *args, owner=str(user.id)))
+
+
 def require_tier(job: Job, *tiers: str) -> None:
     tier = tier_of(job)
     if tier not in tiers:
@@ -55,10 +61,7 @@ def archive_job(job_id: str) -> Any:
     require_tier(job, "active")
     if job.status not in FINISHED_STATUSES:
         raise ApiError(409, f"run {job.id} is {job.status}; only finished runs are archived", "not_finished")
-    user = current_user()
-    return accepted(
-        tasks.enqueue(tasks.archive_job, str(job.id), user.username, _reason(body, required=False), owner=str(user.id))
-    )
+    return enqueue_for(tasks.archive_job, job, _reason(body, required=False))
 
 
 @bp.post("/jobs/<job_id>/restore")
@@ -68,10 +71,7 @@ def restore_job(job_id: str) -> Any:
     job = visible_job(job_id)
     body = _optional_body({"reason"})
     require_tier(job, "archived")
-    user = current_user()
-    return accepted(
-        tasks.enqueue(tasks.restore_job, str(job.id), user.username, _reason(body, required=False), owner=str(user.id))
-    )
+    return enqueue_for(tasks.restore_job, job, _reason(body, required=False))
 
 
 @bp.delete("/jobs/<job_id>")
@@ -95,7 +95,7 @@ def delete_job(job_id: str) -> Any:
         raise ApiError(409, f"run {job.id} is already deleted", "wrong_tier")
     if job.status not in FINISHED_STATUSES:
         raise ApiError(409, f"run {job.id} is {job.status}; finish or cancel it first", "not_finished")
-    return accepted(tasks.enqueue(tasks.delete_job, str(job.id), user.username, reason, effective, owner=str(user.id)))
+    return enqueue_for(tasks.delete_job, job, reason, effective)
 
 
 @bp.post("/jobs/<job_id>/undelete")

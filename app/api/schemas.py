@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Uuid
+from sqlalchemy import Row, Uuid
 
-from app.lifecycle.runs import tier_of
+from app.lifecycle.runs import tier_from
 from app.models import Job, LifecycleEvent, UTCDateTime
 
 
@@ -39,14 +39,19 @@ _JOB_CONVERTERS = [(column.key, _converter(column)) for column in Job.__table__.
 JOB_COLUMNS = tuple(Job.__table__.columns)
 
 
+_POSITION = {key: index for index, (key, _convert) in enumerate(_JOB_CONVERTERS)}
+
+
 def job_json(job: Any) -> dict[str, Any]:
     """A run (an ORM object or a row of ``JOB_COLUMNS``): every column, its ``tier`` and ``restored``."""
-    data = {}
-    for key, convert in _JOB_CONVERTERS:
-        value = getattr(job, key)
-        data[key] = convert(value) if convert is not None and value is not None else value
-    data["tier"] = tier_of(job)
-    data["restored"] = job.restored_at is not None and job.deleted_at is None
+    values = tuple(job) if isinstance(job, Row) else tuple(getattr(job, key) for key, _convert in _JOB_CONVERTERS)
+    data = {
+        key: convert(value) if convert is not None and value is not None else value
+        for (key, convert), value in zip(_JOB_CONVERTERS, values, strict=True)
+    }
+    archived_at, deleted_at = values[_POSITION["archived_at"]], values[_POSITION["deleted_at"]]
+    data["tier"] = tier_from(archived_at, deleted_at)
+    data["restored"] = values[_POSITION["restored_at"]] is not None and deleted_at is None
     return data
 
 

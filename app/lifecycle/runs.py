@@ -19,13 +19,18 @@ from app.models import FINISHED_STATUSES, JOB_STATUSES, Job, utcnow
 _STATUS_RANK = {"pending": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 
-def tier_of(job: Job) -> str:
-    """Return ``active``, ``archived`` or ``deleted`` for a run."""
-    if job.deleted_at is not None:
+def tier_from(archived_at: datetime | None, deleted_at: datetime | None) -> str:
+    """Return ``active``, ``archived`` or ``deleted`` from a run's two tier columns."""
+    if deleted_at is not None:
         return "deleted"
-    if job.archived_at is not None:
+    if archived_at is not None:
         return "archived"
     return "active"
+
+
+def tier_of(job: Job) -> str:
+    """Return the tier of a run."""
+    return tier_from(job.archived_at, job.deleted_at)
 
 
 def is_active() -> ColumnElement[bool]:
