@@ -28,8 +28,9 @@ from pathlib import Path
 
 import psycopg
 
+from bench.results import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "agar_bench"
 SCRAPERS = [
@@ -324,10 +325,7 @@ def write_results(args, started, load_seconds, results, plans) -> None:  # type:
     for name, plan in plans.items():
         lines += [f"**{name}**", "", "```", plan, "```", ""]
     section = "\n".join(lines) + "\n"
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    marker = "## API at scale (`bench/api.py`)"
-    head = existing.split(marker)[0].rstrip() + "\n\n"
-    RESULTS.write_text(head + section)
+    write_section(section)
     print(section)
 
 

@@ -28,9 +28,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.results import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 CODEC_EXT = {"gzip": "gz", "bz2": "bz2", "xz": "xz", "zstd": "zst"}
 TAR_COMPRESS = {
     "gzip": [["tar", "-czf"], ["tar", "-I", "pigz", "-cf"]],
@@ -309,8 +310,6 @@ def row(kind: str, codec: str, who: str, content: int, result: dict, archive_byt
 
 def write_results(rows: list[dict], command: str, started: datetime) -> str:
     lines = [
-        "# Benchmark results",
-        "",
         "## Archive and restore (`bench/archive.py`)",
         "",
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; command: `{command}`",
@@ -417,10 +416,7 @@ def main() -> None:
         rows += bench_size(parse_size(size), args.codecs.split(","), work, args.repeat)
     command = "python -m bench.archive " + " ".join(sys.argv[1:])
     section = write_results(rows, command.strip(), started)
-    existing = RESULTS.read_text() if RESULTS.exists() else ""
-    marker = "## Archive and restore (`bench/archive.py`)"
-    others = existing.split(marker)[0].replace("# Benchmark results\n", "").strip() if marker in existing else ""
-    RESULTS.write_text(section + ("\n" + others + "\n" if others else ""))
+    write_section(section)
     print(section)
 
 
