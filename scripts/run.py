@@ -40,31 +40,41 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class NoRedis(SystemExit):
+    """No Redis can be found or started; the message says how to get one."""
+
+
+def choose_redis(env: dict[str, str], *, which=shutil.which, reachable=answers) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+    """Return the Redis URL to use and, when we must start our own, the command that starts it."""
+    if env.get("REDIS_URL"):
+        if not reachable(env["REDIS_URL"]):
+            raise NoRedis(f"REDIS_URL is set to {env['REDIS_URL']!r} but no Redis answers there.")
+        return env["REDIS_URL"], None
+    if reachable(LOCAL_REDIS):
+        return LOCAL_REDIS, None
+    if which("redis-server"):
+        port = free_port()
+        data = ROOT / "instance" / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        command = f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir {data}"
+        return f"redis://127.0.0.1:{port}/0", command
+    raise NoRedis(NO_REDIS)
+
+
 def main() -> int:
     env = dict(os.environ)
     python = sys.executable
     processes: list[tuple[str, str]] = []
-
-    if env.get("REDIS_URL"):
-        if not answers(env["REDIS_URL"]):
-            print(f"REDIS_URL is set to {env['REDIS_URL']!r} but no Redis answers there.", file=sys.stderr)
-            return 1
-        print(f"Using Redis at REDIS_URL={env['REDIS_URL']}")
-    elif answers(LOCAL_REDIS):
-        env["REDIS_URL"] = LOCAL_REDIS
-        print(f"Using the Redis on localhost: {LOCAL_REDIS}")
-    elif shutil.which("redis-server"):
-        port = free_port()
-        data = ROOT / "instance" / "redis"
-        data.mkdir(parents=True, exist_ok=True)
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        processes.append(
-            ("redis", f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no --dir {data}")
-        )
-        print(f"No Redis running: starting a private redis-server on port {port}")
-    else:
-        print(NO_REDIS, file=sys.stderr)
+    try:
+        env["REDIS_URL"], redis_command = choose_redis(env)
+    except NoRedis as error:
+        print(error.code, file=sys.stderr)
         return 1
+    if redis_command:
+        processes.append(("redis", redis_command))
+        print(f"No Redis running: starting a private redis-server at {env['REDIS_URL']}")
+    else:
+        print(f"Using Redis at {env['REDIS_URL']}")
 
     port = env.get("PORT", "5000")
     processes += [

@@ -1,6 +1,5 @@
 """One migration history that upgrades, matches the models, and downgrades on SQLite and PostgreSQL."""
 
-
 import pytest
 from flask_migrate import check, downgrade, upgrade
 from sqlalchemy import inspect
