@@ -111,3 +111,19 @@ def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_d
     fresh = admin.get("/api/scraper/storage/stats").json
     assert fresh["tiers"]["active"]["runs"] == first["tiers"]["active"]["runs"] + 1
     assert fresh["as_of"] >= first["as_of"]
+
+
+def test_event_counts_stop_at_the_cap(admin, lc, monkeypatch):
+    import uuid
+
+    from app.api import monitoring
+    from app.models import LifecycleEvent
+
+    monkeypatch.setattr(monitoring, "COUNT_CAP", 5)
+    job_id = uuid.uuid4()
+    lc.session.add_all([LifecycleEvent(job_id=job_id, action="archive", actor="t", outcome="failed") for _ in range(7)])
+    lc.session.commit()
+    body = admin.get("/api/scraper/events?limit=2").json
+    assert (body["total"], body["total_capped"], len(body["items"])) == (5, True, 2)
+    exact = admin.get("/api/scraper/events?outcome=succeeded").json
+    assert exact["total"] == 0 and "total_capped" not in exact

@@ -33,6 +33,8 @@ from app.models import (
     utcnow,
 )
 
+# History tables only grow: their listings count exactly up to this many rows, then say "at least".
+COUNT_CAP = 10_000
 STATS_CACHE_KEY = "agar:cache:storage-stats"
 STATS_TTL = 30
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -72,6 +74,12 @@ def get_task(task_id: str) -> Any:
     return body
 
 
+def capped_count(query: Any) -> tuple[int, bool]:
+    """Count the query's rows, stopping at COUNT_CAP so a huge history never dominates a request."""
+    total = db.session.scalar(select(func.count()).select_from(query.limit(COUNT_CAP + 1).subquery())) or 0
+    return min(total, COUNT_CAP), total > COUNT_CAP
+
+
 def _owned(query: Any, job_id_column: Any) -> Any:
     user = current_user()
     if user.is_admin:
@@ -104,7 +112,7 @@ def list_audit() -> Any:
         query = query.where(JobAudit.deleted_at >= start)
     if end is not None:
         query = query.where(JobAudit.deleted_at < end)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total, capped = capped_count(query)
     rows = db.session.scalars(query.order_by(JobAudit.deleted_at.desc(), JobAudit.id).limit(limit).offset(offset))
     columns = [c.key for c in JobAudit.__table__.columns]
     items = [
@@ -115,7 +123,7 @@ def list_audit() -> Any:
         }
         for row in rows
     ]
-    return page(items, total, limit, offset)
+    return page(items, total, limit, offset, capped=capped)
 
 
 @bp.get("/events")
@@ -144,11 +152,11 @@ def list_events() -> Any:
         query = query.where(LifecycleEvent.started_at >= start)
     if end is not None:
         query = query.where(LifecycleEvent.started_at < end)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total, capped = capped_count(query)
     rows = db.session.scalars(
         query.order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc()).limit(limit).offset(offset)
     )
-    return page([event_json(event) for event in rows], total, limit, offset)
+    return page([event_json(event) for event in rows], total, limit, offset, capped=capped)
 
 
 @bp.get("/storage/stats")

@@ -219,6 +219,7 @@ def _response_schema(name: str | None) -> dict[str, Any] | None:
                 "total": {"type": "integer"},
                 "limit": {"type": "integer"},
                 "offset": {"type": "integer"},
+                "total_capped": {"type": "boolean", "description": "total is a lower bound"},
             },
         }
     return {"$ref": f"#/components/schemas/{name}"}

@@ -59,5 +59,8 @@ def event_json(event: LifecycleEvent) -> dict[str, Any]:
     return {key: _plain(getattr(event, key)) for key in (c.key for c in LifecycleEvent.__table__.columns)}
 
 
-def page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> dict[str, Any]:
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+def page(items: list[dict[str, Any]], total: int, limit: int, offset: int, *, capped: bool = False) -> dict[str, Any]:
+    body = {"items": items, "total": total, "limit": limit, "offset": offset}
+    if capped:
+        body["total_capped"] = True  # at least ``total`` rows match; narrow the filters to count them all
+    return body
