@@ -108,6 +108,7 @@ def test_registration_needs_json(member):
         ({"status": "running", "completed_at": "2025-01-13T14:30:52Z"}, 422),
         ({"status": "completed", "created_at": "2999-01-01T00:00:00Z"}, 422),
         ({"started_at": "2025-01-13T14:30:52Z"}, 422),
+        ({"created_at": "0999-01-01T00:00:00Z"}, 422),  # found by the schemathesis run
     ],
 )
 def test_bad_imports(admin, body, status):

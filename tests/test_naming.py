@@ -30,6 +30,10 @@ def test_folder_name_converts_other_zones_to_utc():
     assert folder_name_for(datetime(2025, 1, 14, 1, 0, 0, tzinfo=tokyo)) == "20250113_160000"
 
 
+def test_folder_name_always_has_a_four_digit_year():
+    assert folder_name_for(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "09990102_030405"
+
+
 def test_folder_name_refuses_naive_times():
     with pytest.raises(ValueError):
         folder_name_for(datetime(2025, 1, 13, 14, 30, 52))

@@ -49,9 +49,12 @@ def test_fuzzing_finds_no_server_error_and_no_response_off_schema(app, admin, se
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 19
     for operation in operations:
-
+        # Derandomized: CI explores the same cases every run, so a failure there always reproduces.
+        # (Run with derandomize=False and more examples to explore; it found the year-999 500.)
         @given(case=operation.as_strategy())
-        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
         def fuzz(case):
             case.call_and_validate(headers=admin.headers, checks=checks)
 

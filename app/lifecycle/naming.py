@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-FOLDER_NAME_FORMAT = "%Y%m%d_%H%M%S"
 ARCHIVE_EXTENSIONS = {"gzip": "gz", "bz2": "bz2", "xz": "xz", "zstd": "zst"}
 
 _FOLDER_NAME = re.compile(r"^\d{8}_\d{6}$")
@@ -39,7 +38,11 @@ def folder_name_for(created_at: datetime) -> str:
     """Return ``YYYYMMDD_HHMMSS`` of a run's start, in UTC."""
     if created_at.tzinfo is None:
         raise ValueError("created_at must be timezone-aware")
-    return created_at.astimezone(UTC).strftime(FOLDER_NAME_FORMAT)
+    moment = created_at.astimezone(UTC)
+    # Not strftime: glibc writes year 999 as "999", and the name must always be YYYYMMDD_HHMMSS.
+    return (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}_{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
+    )
 
 
 def run_folder_name(folder_name: str | None, job_id: uuid.UUID) -> str:

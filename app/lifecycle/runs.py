@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,13 @@ def is_archived() -> ColumnElement[bool]:
     return and_(Job.archived_at.is_not(None), Job.deleted_at.is_(None))
 
 
+EARLIEST_RUN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _check_timeline(status: str, created: datetime, started: datetime | None, completed: datetime | None) -> None:
     now = utcnow()
+    if created < EARLIEST_RUN:
+        raise RuleViolation("created_at is before 1970: not a scraper run's start")
     for label, moment in (("created_at", created), ("started_at", started), ("completed_at", completed)):
         if moment is not None and moment > now:
             raise RuleViolation(f"{label} is in the future")
