@@ -19,7 +19,7 @@ from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
 from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.runs import is_active, is_archived
-from app.models import Job
+from app.models import Job, count_rows
 
 runs_cli = click.Group("runs", help="Archive, clean up, restore and repair runs.")
 
@@ -237,4 +237,4 @@ def status_command() -> None:
         ("due for cleanup", runs_due_for_cleanup(s, now)),
         ("due for purge", trash_due_for_purge(s, now)),
     ):
-        click.echo(f"{label}: {session.scalar(select(func.count()).select_from(query.subquery()))}")
+        click.echo(f"{label}: {count_rows(session, query)}")

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -86,6 +88,11 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+def count_rows(session: Any, query: Any) -> int:
+    """How many rows a SELECT returns, counted in the database."""
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

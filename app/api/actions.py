@@ -18,7 +18,7 @@ from app.api.jobs import visible_job
 from app.api.openapi import documented
 from app.api.params import json_body, parse_timestamp, text_field
 from app.api.schemas import job_json
-from app.extensions import db, lifecycle, settings
+from app.extensions import lifecycle, settings
 from app.lifecycle import deletion
 from app.lifecycle.archival import load_run
 from app.lifecycle.runs import tier_of
@@ -133,5 +133,4 @@ def extend_job_retention(job_id: str) -> Any:
         retain_until=retain_until,
         keep_forever=keep_forever,  # type: ignore[arg-type]
     )
-    db.session.expire_all()
     return job_json(load_run(lifecycle(), job.id))

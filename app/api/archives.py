@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, send_file, stream_with_context
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.api import bp
 from app.api.actions import require_tier
@@ -16,13 +16,13 @@ from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import visible_job
 from app.api.openapi import documented
-from app.api.params import date_bound, pagination
+from app.api.params import in_date_range, pagination
 from app.api.schemas import JOB_COLUMNS, job_json, page
 from app.extensions import db, lifecycle
 from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
 from app.lifecycle.naming import run_folder_name, safe_member_path
 from app.lifecycle.runs import is_archived, runs_visible_to
-from app.models import ArchiveMember, Job
+from app.models import ArchiveMember, Job, count_rows
 
 # What scrapers write that the standard table does not name.
 _EXTRA_TYPES = {".log": "text/plain", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
@@ -40,13 +40,8 @@ def list_archived_jobs() -> Any:
     limit, offset = pagination(request.args)
     user = current_user()
     query = runs_visible_to(user.id, user.is_admin).where(is_archived())
-    start = date_bound(request.args, "start_date", end=False)
-    end = date_bound(request.args, "end_date", end=True)
-    if start is not None:
-        query = query.where(Job.created_at >= start)
-    if end is not None:
-        query = query.where(Job.created_at < end)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = in_date_range(query, Job.created_at, request.args)
+    total = count_rows(db.session, query)
     page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
     rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
     return page([job_json(job) for job in rows], total, limit, offset)
@@ -98,7 +93,7 @@ def list_archive_files(job_id: str) -> Any:
     job = archived_job(job_id)
     limit, offset = pagination(request.args)
     query = select(ArchiveMember).where(ArchiveMember.job_id == job.id)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total = count_rows(db.session, query)
     rows = db.session.scalars(query.order_by(ArchiveMember.id).limit(limit).offset(offset))
     return page([_member_json(member) for member in rows], total, limit, offset)
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request, url_for
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, cast, or_, select
 
 from app.api import bp
 from app.api.auth import current_user, may_see
 from app.api.errors import ApiError
 from app.api.openapi import documented
-from app.api.params import date_bound, job_id_param, json_body, pagination, parse_timestamp, text_field
+from app.api.params import in_date_range, job_id_param, json_body, pagination, parse_timestamp, text_field
 from app.api.schemas import JOB_COLUMNS, event_json, job_json, page
 from app.extensions import db, settings
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.runs import is_active, register_run, runs_visible_to, update_run
-from app.models import JOB_STATUSES, Job, LifecycleEvent
+from app.models import JOB_STATUSES, Job, LifecycleEvent, count_rows
 
 _IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
 HISTORY_LIMIT = 100
@@ -97,13 +97,8 @@ def list_jobs() -> Any:
                 cast(Job.id, String).ilike(pattern, escape="\\"),
             )
         )
-    start = date_bound(args, "start_date", end=False)
-    end = date_bound(args, "end_date", end=True)
-    if start is not None:
-        query = query.where(Job.created_at >= start)
-    if end is not None:
-        query = query.where(Job.created_at < end)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    query = in_date_range(query, Job.created_at, args)
+    total = count_rows(db.session, query)
     page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
     rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
     return page([job_json(job) for job in rows], total or 0, limit, offset)

@@ -18,7 +18,7 @@ from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.openapi import documented
-from app.api.params import date_bound, job_id_param, pagination
+from app.api.params import in_date_range, job_id_param, pagination
 from app.api.schemas import event_json, iso, page
 from app.extensions import db, redis_connection, settings
 from app.lifecycle.runs import is_active, is_archived
@@ -30,6 +30,7 @@ from app.models import (
     JobAudit,
     LifecycleEvent,
     StorageSnapshot,
+    count_rows,
     utcnow,
 )
 
@@ -107,11 +108,7 @@ def list_audit() -> Any:
         query = query.where(JobAudit.strategy == args["strategy"])
     if args.get("deleted_by"):
         query = query.where(JobAudit.deleted_by == args["deleted_by"][:64])
-    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
-    if start is not None:
-        query = query.where(JobAudit.deleted_at >= start)
-    if end is not None:
-        query = query.where(JobAudit.deleted_at < end)
+    query = in_date_range(query, JobAudit.deleted_at, args)
     total, capped = capped_count(query)
     rows = db.session.scalars(query.order_by(JobAudit.deleted_at.desc(), JobAudit.id).limit(limit).offset(offset))
     columns = [c.key for c in JobAudit.__table__.columns]
@@ -147,11 +144,7 @@ def list_events() -> Any:
         query = query.where(LifecycleEvent.outcome == args["outcome"])
     if args.get("actor"):
         query = query.where(LifecycleEvent.actor == args["actor"][:64])
-    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
-    if start is not None:
-        query = query.where(LifecycleEvent.started_at >= start)
-    if end is not None:
-        query = query.where(LifecycleEvent.started_at < end)
+    query = in_date_range(query, LifecycleEvent.started_at, args)
     total, capped = capped_count(query)
     rows = db.session.scalars(
         query.order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc()).limit(limit).offset(offset)
@@ -239,12 +232,8 @@ def storage_trend() -> Any:
     args = request.args
     limit, offset = pagination(args)
     query = select(StorageSnapshot)
-    start, end = date_bound(args, "start_date", end=False), date_bound(args, "end_date", end=True)
-    if start is not None:
-        query = query.where(StorageSnapshot.taken_at >= start)
-    if end is not None:
-        query = query.where(StorageSnapshot.taken_at < end)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = in_date_range(query, StorageSnapshot.taken_at, args)
+    total = count_rows(db.session, query)
     rows = db.session.scalars(query.order_by(StorageSnapshot.taken_at).limit(limit).offset(offset))
     columns = [c.key for c in StorageSnapshot.__table__.columns if c.key != "id"]
     items = [{k: iso(getattr(r, k)) if k == "taken_at" else getattr(r, k) for k in columns} for r in rows]
@@ -258,7 +247,7 @@ def list_alerts() -> Any:
     limit, offset = pagination(request.args)
     recent = utcnow() - timedelta(days=7)
     query = select(Alert).where(Alert.resolved_at.is_(None) | (Alert.resolved_at >= recent))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total = count_rows(db.session, query)
     rows = db.session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit).offset(offset))
     items = [
         {

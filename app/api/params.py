@@ -77,6 +77,17 @@ def date_bound(args: Mapping[str, str], name: str, *, end: bool) -> datetime | N
         raise ApiError(400, f"{name} must be an ISO 8601 date or date-time, got {raw[:40]!r}") from None
 
 
+def in_date_range(query: Any, column: Any, args: Mapping[str, str]) -> Any:
+    """Narrow ``query`` to ``start_date`` ≤ column < ``end_date`` as the request asks (see ``date_bound``)."""
+    start = date_bound(args, "start_date", end=False)
+    end = date_bound(args, "end_date", end=True)
+    if start is not None:
+        query = query.where(column >= start)
+    if end is not None:
+        query = query.where(column < end)
+    return query
+
+
 def json_body(allowed: set[str]) -> dict[str, Any]:
     """Return the request's JSON object, refusing other media types, shapes and unknown fields."""
     if not request.is_json:

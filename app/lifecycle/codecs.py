@@ -23,7 +23,6 @@ from isal import igzip, igzip_threaded
 from isal.igzip_lib import IsalError
 from isal.isal_zlib import crc32
 
-CODECS = ("gzip", "bz2", "xz", "zstd")
 # Chosen by bench/archive.py: ISA-L level 2 keeps ≥95 % of gzip -6's ratio at ~10× its speed.
 GZIP_LEVEL = 2
 ZSTD_LEVEL = 3

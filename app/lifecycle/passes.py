@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 
 from app.lifecycle.archival import archive_run, expire_restore, folder_name_of, load_run
 from app.lifecycle.context import Lifecycle
@@ -32,7 +32,7 @@ from app.lifecycle.policy import (
 )
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.store import fsync_dir
-from app.models import Job
+from app.models import Job, count_rows
 
 Progress = Callable[[int, int], None]
 
@@ -84,10 +84,6 @@ def _in_chunks(lc: Lifecycle, query: Select, order: Any, chunk: int) -> Iterator
         yield from jobs
 
 
-def _count(lc: Lifecycle, query: Select) -> int:
-    return lc.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-
-
 def _run_over(
     lc: Lifecycle,
     report: PassReport,
@@ -101,7 +97,7 @@ def _run_over(
 ) -> None:
     if job_ids is not None:
         query = query.where(Job.id.in_(job_ids))
-    total = _count(lc, query)
+    total = count_rows(lc.session, query)
     for done, job in enumerate(_in_chunks(lc, query, order, lc.settings.archive_batch_size), start=1):
         job_id, label = job.id, run_folder_name(folder_name_of(job), job.id)
         size = size_of(job) or 0

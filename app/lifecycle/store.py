@@ -14,7 +14,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from app.lifecycle.codecs import STREAM_BLOCK
@@ -77,10 +77,6 @@ class LocalArchiveStore:
     def partial_path(self, key: str) -> Path:
         final = self.path(key)
         return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
-
-    @staticmethod
-    def key_for(root: str, relpath: PurePosixPath) -> str:
-        return f"{root}/{relpath}"
 
     # -- reading -------------------------------------------------------------------------
     def exists(self, key: str) -> bool:

@@ -51,10 +51,6 @@ class WriteResult:
     tar_bytes: int = 0  # length and CRC-32 of the uncompressed tar stream, for the read-back check
     tar_crc: int = 0
 
-    @property
-    def content_bytes(self) -> int:
-        return sum(member.size for member in self.members)
-
 
 def _link_stays_inside(relpath: str, target: str) -> bool:
     if os.path.isabs(target):
