@@ -2,6 +2,7 @@
 
     make bench-api                      # 1,000,000 runs, 8 connections, 15 s per endpoint
     python -m bench.api --runs 200000 --seconds 5
+    python -m bench.api --reuse         # keep the runs loaded by the last call (while tuning)
 
 It creates the database ``agar_bench`` (dropped first), migrates it, loads the runs with COPY (a
 realistic spread over two years: the last week active, then archived, then trash, most purged),
@@ -86,6 +87,33 @@ def create_database(work: Path) -> str:
         text=True,
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+def reuse_database(work: Path, count: int) -> tuple[str, dict[str, list[str]]] | None:
+    """The token and samples of the runs a previous call loaded, if it loaded ``count`` of them."""
+    try:
+        with psycopg.connect(db_url()) as connection:
+            if connection.execute("SELECT count(*) FROM jobs").fetchone()[0] != count:
+                return None
+            samples = {
+                tier: [str(row[0]) for row in connection.execute(sql).fetchall()]
+                for tier, sql in (
+                    ("active", "SELECT id FROM jobs WHERE archived_at IS NULL AND deleted_at IS NULL LIMIT 2000"),
+                    ("archived", "SELECT id FROM jobs WHERE archived_at IS NOT NULL AND deleted_at IS NULL LIMIT 2000"),
+                )
+            }
+    except psycopg.OperationalError:
+        return None
+    env = {**os.environ, "DATABASE_URL": db_url(), "SCRAPER_DATA_PATH": str(work), "SECRET_KEY": "bench"}
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "users", "rotate-token", "bench-admin"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1], samples
 
 
 def load_runs(count: int, seed: int = 11) -> dict[str, list[str]]:
@@ -250,14 +278,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--reuse", action="store_true", help="keep the runs of the last call if it loaded --runs")
     args = parser.parse_args()
     started = datetime.now(UTC)
     work = Path(tempfile.mkdtemp(prefix="agar-bench-api-"))
-    print(f"creating {DB_NAME} and loading {args.runs:,} runs …", flush=True)
-    token = create_database(work)
-    t0 = time.perf_counter()
-    samples = load_runs(args.runs)
-    load_seconds = time.perf_counter() - t0
+    reused = reuse_database(work, args.runs) if args.reuse else None
+    load_seconds = None
+    if reused is not None:
+        print(f"reusing the {args.runs:,} runs of {DB_NAME}", flush=True)
+        token, samples = reused
+    else:
+        print(f"creating {DB_NAME} and loading {args.runs:,} runs …", flush=True)
+        token = create_database(work)
+        t0 = time.perf_counter()
+        samples = load_runs(args.runs)
+        load_seconds = time.perf_counter() - t0
     now = datetime.now(UTC)
     window = f"start_date={(now - timedelta(days=20)).date()}&end_date={(now - timedelta(days=14)).date()}"
     endpoints = [
@@ -310,7 +345,9 @@ def write_results(args, started, load_seconds, results, plans) -> None:  # type:
         f"- Machine: {platform.node()}, {os.cpu_count()} cores, PostgreSQL on the same machine; gunicorn 2 sync "
         f"workers; wrk 2 threads, {args.connections} connections, {args.seconds} s per endpoint after a 2 s warm-up, "
         "all on loopback (server, database and load share the 2 cores).",
-        f"- {args.runs:,} runs loaded with COPY in {load_seconds:.0f} s.",
+        f"- {args.runs:,} runs loaded with COPY in {load_seconds:.0f} s."
+        if load_seconds is not None
+        else f"- {args.runs:,} runs, loaded with COPY by an earlier call (`--reuse`).",
         "",
         "| endpoint | p50 ms | p99 ms | requests/s | non-2xx | target p99 | met |",
         "|---|---:|---:|---:|---:|---:|---|",
