@@ -8,10 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Flask
 
 from app.config import ConfigError, Settings, load_settings
+from app.db_session import ping_when_idle, utc_sessions
 from app.extensions import db, migrate
+from app.json_provider import use_orjson
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -25,14 +28,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_uri(settings, app.instance_path),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=dict(ENGINE_OPTIONS),  # Flask-SQLAlchemy adds to it
         SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret_key(app.instance_path),
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(overrides)
     # A path with "//" is refused as it stands, not redirected: `files//etc/passwd` is an absolute path.
     app.url_map.merge_slashes = False
-    app.json.sort_keys = False  # keys in column order; sorting costs time on every response
+    use_orjson(app)  # keys in column order, datetimes and UUIDs written by orjson itself
     app.extensions["agar.settings"] = settings
     prepare_storage(settings)
 
@@ -40,6 +43,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_commands(app)
     return app
+
+
+ENGINE_OPTIONS: dict[str, Any] = {
+    "pool_pre_ping": False,  # app.db_session.ping_when_idle pings only connections that sat idle
+    "json_deserializer": orjson.loads,  # run stats come back parsed by orjson
+}
 
 
 def database_uri(settings: Settings, instance_path: str) -> str:
@@ -82,17 +91,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
 
-    @app.teardown_request
-    def end_read_transaction(error: BaseException | None) -> None:
-        # psycopg forgets every prepared statement on ROLLBACK, which is how Flask-SQLAlchemy
-        # ends each request's transaction; ending a clean GET's (empty) transaction with COMMIT
-        # instead keeps them, so the API's repeated queries are planned once per connection.
-        from flask import request
-
-        session = db.session()  # the request's own Session behind the scoped proxy
-        if error is None and request.method in ("GET", "HEAD") and session.in_transaction():
-            if not (session.new or session.dirty or session.deleted):
-                session.commit()
+    with app.app_context():
+        utc_sessions(db.engine)
+        ping_when_idle(db.engine)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -48,6 +48,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _in_utc(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo is UTC else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware.
 
@@ -66,6 +70,11 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given for a UTC column")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        if dialect.name == "postgresql":
+            return _in_utc  # psycopg returns timestamptz aware; the engine asks for sessions in UTC
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

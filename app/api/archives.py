@@ -15,9 +15,10 @@ from app.api.actions import require_tier
 from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import visible_job
+from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import in_date_range, pagination
-from app.api.schemas import JOB_COLUMNS, job_json, page
+from app.api.schemas import page
 from app.extensions import db, lifecycle
 from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
 from app.lifecycle.naming import run_folder_name, safe_member_path
@@ -34,17 +35,13 @@ def content_type(path: str) -> str:
 
 
 @bp.get("/jobs/archived")
-@documented(ok=(200, "Page[Job]"), query=("limit", "offset", "start_date", "end_date"))
+@documented(ok=(200, "Page[Job]"), query=("limit", "offset", "cursor", "start_date", "end_date"))
 def list_archived_jobs() -> Any:
     """Archived runs, newest first; ``start_date``/``end_date`` filter on the run's ``created_at``."""
     limit, offset = pagination(request.args)
     user = current_user()
     query = runs_visible_to(user.id, user.is_admin).where(is_archived())
-    query = in_date_range(query, Job.created_at, request.args)
-    total = count_rows(db.session, query)
-    page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
-    rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
-    return page([job_json(job) for job in rows], total, limit, offset)
+    return run_page(in_date_range(query, Job.created_at, request.args), limit, offset)
 
 
 def archived_job(job_id: str) -> Job:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request, url_for
-from sqlalchemy import String, cast, or_, select
+from sqlalchemy import String, bindparam, cast, or_, select
 
 from app.api import bp
 from app.api.auth import current_user, may_see
 from app.api.errors import ApiError
+from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import in_date_range, job_id_param, json_body, pagination, parse_timestamp, text_field
-from app.api.schemas import JOB_COLUMNS, event_json, job_json, page
+from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json, job_json
 from app.extensions import db, settings
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.runs import is_active, register_run, runs_visible_to, update_run
-from app.models import JOB_STATUSES, Job, LifecycleEvent, count_rows
+from app.models import JOB_STATUSES, Job, LifecycleEvent
 
 _IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
 HISTORY_LIMIT = 100
@@ -69,7 +70,9 @@ def create_job() -> Any:
 
 
 @bp.get("/jobs")
-@documented(ok=(200, "Page[Job]"), query=("limit", "offset", "status", "q", "scraper", "start_date", "end_date"))
+@documented(
+    ok=(200, "Page[Job]"), query=("limit", "offset", "cursor", "status", "q", "scraper", "start_date", "end_date")
+)
 def list_jobs() -> Any:
     """List active runs, newest first, filtered by status, text, and a created_at range."""
     args = request.args
@@ -97,24 +100,28 @@ def list_jobs() -> Any:
                 cast(Job.id, String).ilike(pattern, escape="\\"),
             )
         )
-    query = in_date_range(query, Job.created_at, args)
-    total = count_rows(db.session, query)
-    page_query = query.with_only_columns(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
-    rows = db.session.execute(page_query.limit(limit).offset(offset))  # rows, not ORM objects: faster to list
-    return page([job_json(job) for job in rows], total or 0, limit, offset)
+    return run_page(in_date_range(query, Job.created_at, args), limit, offset)
+
+
+# Built once: building a SELECT of every column costs more than running it.
+_RUN_BY_ID = select(*JOB_COLUMNS).where(Job.id == bindparam("job_id"))
+_HISTORY = (
+    select(*EVENT_COLUMNS)
+    .where(LifecycleEvent.job_id == bindparam("job_id"))
+    .order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
+    .limit(HISTORY_LIMIT)
+)
 
 
 @bp.get("/jobs/<job_id>")
 @documented(ok=(200, "JobWithHistory"))
 def get_job(job_id: str) -> Any:
     """One run in any tier, with its lifecycle history (newest first)."""
-    job = visible_job(job_id)
-    events = db.session.scalars(
-        select(LifecycleEvent)
-        .where(LifecycleEvent.job_id == job.id)
-        .order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
-        .limit(HISTORY_LIMIT)
-    )
+    connection = db.session.connection()  # Core rows, not ORM objects: this is the API's hottest read
+    job = connection.execute(_RUN_BY_ID, {"job_id": job_id_param(job_id)}).first()
+    if job is None or not may_see(current_user(), job):
+        raise RunNotFound(f"no run {job_id}")
+    events = connection.execute(_HISTORY, {"job_id": job.id})
     return {**job_json(job), "events": [event_json(event) for event in events]}
 
 

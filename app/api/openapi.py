@@ -22,7 +22,11 @@ DATE_OR_TIME = {"type": "string", "description": "ISO 8601 date (a whole UTC day
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "default": 50, "description": "at most 500"},
-    "offset": {"type": "integer", "minimum": 0, "default": 0},
+    "offset": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0, "description": "rows to skip"},
+    "cursor": {
+        "type": "string",
+        "description": "the next_cursor of the page before: the page of runs after it (offset counts from there)",
+    },
     "start_date": DATE_OR_TIME,
     "end_date": DATE_OR_TIME,
     "status": {"type": "string", "description": "comma-separated: pending, running, completed, failed, cancelled"},
@@ -220,6 +224,11 @@ def _response_schema(name: str | None) -> dict[str, Any] | None:
                 "limit": {"type": "integer"},
                 "offset": {"type": "integer"},
                 "total_capped": {"type": "boolean", "description": "total is a lower bound"},
+                "next_cursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "run lists: pass as cursor for the next page; null on the last page",
+                },
             },
         }
     return {"$ref": f"#/components/schemas/{name}"}

@@ -15,6 +15,8 @@ from app.lifecycle.naming import BadJobId, parse_job_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# Skipping rows costs as much as reading them: deeper pages use a run list's ``cursor`` or a date range.
+MAX_OFFSET = 10_000
 _INTEGER = re.compile(r"^\d{1,9}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -27,7 +29,7 @@ def job_id_param(value: str) -> uuid.UUID:
 
 
 def pagination(args: Mapping[str, str]) -> tuple[int, int]:
-    """Return ``(limit, offset)``: limit ≥ 1 (default 50, capped at 500), offset ≥ 0."""
+    """Return ``(limit, offset)``: limit ≥ 1 (default 50, capped at 500), 0 ≤ offset ≤ 10,000."""
     raw_limit = args.get("limit")
     raw_offset = args.get("offset")
     if raw_limit is None:
@@ -42,6 +44,12 @@ def pagination(args: Mapping[str, str]) -> tuple[int, int]:
         offset = int(raw_offset)
     else:
         raise ApiError(400, f"offset must be a whole number of at least 0, got {raw_offset[:40]!r}")
+    if offset > MAX_OFFSET:
+        raise ApiError(
+            400,
+            f"offset must be at most {MAX_OFFSET:,}: page on with the next_cursor of run lists, "
+            "or narrow the list with start_date/end_date",
+        )
     return limit, offset
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Uuid
+from sqlalchemy import Row
 
 from app.lifecycle.runs import tier_from
-from app.models import Job, LifecycleEvent, UTCDateTime
+from app.models import Job, LifecycleEvent
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -18,45 +18,30 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso(value)
-    if value is not None and not isinstance(value, (str, int, float, bool, dict, list)):
-        return str(value)
-    return value
-
-
-def _converter(column: Any) -> Any:
-    if isinstance(column.type, UTCDateTime):
-        return iso
-    if isinstance(column.type, Uuid):
-        return str
-    return None
-
-
-# Listing pages serialise thousands of values a second: decide each column's conversion once.
-_JOB_CONVERTERS = [(column.key, _converter(column)) for column in Job.__table__.columns]
+# Values go out as the database gives them: the JSON provider (orjson) writes datetimes as
+# ISO 8601 with a Z and UUIDs as strings, so a page of runs needs no conversion here.
 JOB_COLUMNS = tuple(Job.__table__.columns)
-
-
-_POSITION = {key: index for index, (key, _convert) in enumerate(_JOB_CONVERTERS)}
+_JOB_KEYS = tuple(column.key for column in JOB_COLUMNS)
+_ARCHIVED_AT, _DELETED_AT, _RESTORED_AT = (_JOB_KEYS.index(k) for k in ("archived_at", "deleted_at", "restored_at"))
+EVENT_COLUMNS = tuple(LifecycleEvent.__table__.columns)
+_EVENT_KEYS = tuple(column.key for column in EVENT_COLUMNS)
 
 
 def job_json(job: Any) -> dict[str, Any]:
     """A run (an ORM object or a row of ``JOB_COLUMNS``): every column, its ``tier`` and ``restored``."""
-    values = tuple(job) if isinstance(job, Row) else tuple(getattr(job, key) for key, _convert in _JOB_CONVERTERS)
-    data = {
-        key: convert(value) if convert is not None and value is not None else value
-        for (key, convert), value in zip(_JOB_CONVERTERS, values, strict=True)
-    }
-    archived_at, deleted_at = values[_POSITION["archived_at"]], values[_POSITION["deleted_at"]]
-    data["tier"] = tier_from(archived_at, deleted_at)
-    data["restored"] = values[_POSITION["restored_at"]] is not None and deleted_at is None
+    values = tuple(job) if isinstance(job, Row) else tuple(getattr(job, key) for key in _JOB_KEYS)
+    data = dict(zip(_JOB_KEYS, values, strict=True))
+    deleted_at = values[_DELETED_AT]
+    data["tier"] = tier_from(values[_ARCHIVED_AT], deleted_at)
+    data["restored"] = values[_RESTORED_AT] is not None and deleted_at is None
     return data
 
 
-def event_json(event: LifecycleEvent) -> dict[str, Any]:
-    return {key: _plain(getattr(event, key)) for key in (c.key for c in LifecycleEvent.__table__.columns)}
+def event_json(event: Any) -> dict[str, Any]:
+    """A lifecycle event (an ORM object or a row of ``EVENT_COLUMNS``)."""
+    if isinstance(event, Row):
+        return dict(zip(_EVENT_KEYS, event, strict=True))
+    return {key: getattr(event, key) for key in _EVENT_KEYS}
 
 
 def page(items: list[dict[str, Any]], total: int, limit: int, offset: int, *, capped: bool = False) -> dict[str, Any]:

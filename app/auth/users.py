@@ -6,6 +6,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,6 +25,66 @@ _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class UserError(ValueError):
     """A user cannot be created or changed as asked."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is making a request: what the API needs of a user, detached from any database session."""
+
+    id: uuid.UUID
+    username: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def of(cls, user: User) -> Caller:
+        return cls(user.id, user.username, user.role)
+
+
+class TokenCache:
+    """Which user holds which token, remembered for ``ttl`` seconds in this process.
+
+    Every API call presents a token; looking it up was a database round trip per request.
+    A token rotated in this process stops working at once (``forget``);
+    in the other web processes within ``ttl`` seconds. Only tokens that were valid are kept,
+    at most ``size`` of them, so unknown tokens always reach the database.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 1024, clock=time.monotonic):  # type: ignore[no-untyped-def]
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Caller | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if self.clock() >= entry[0]:
+                del self._entries[digest]
+                return None
+            return entry[1]
+
+    def put(self, digest: str, caller: Caller) -> None:
+        with self._lock:
+            self._entries[digest] = (self.clock() + self.ttl, caller)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget(self, digest: str | None = None) -> None:
+        """Drop one token (or all of them)."""
+        with self._lock:
+            if digest is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(digest, None)
+
+
+TOKENS = TokenCache()
 
 
 def hash_token(token: str) -> str:
@@ -59,6 +124,8 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
 def rotate_token(session: Session, user: User) -> str:
     """Give a user a new API token, invalidating the old one; return the new token."""
     token = new_token()
+    if user.api_token_hash:
+        TOKENS.forget(user.api_token_hash)
     user.api_token_hash = hash_token(token)
     session.commit()
     return token
@@ -73,6 +140,21 @@ def user_for_token(session: Session, token: str) -> User | None:
     if user is None or not hmac.compare_digest(user.api_token_hash or "", digest):
         return None
     return user
+
+
+def caller_for_token(session: Session, token: str) -> Caller | None:
+    """Return who holds this API token, from the token cache when it was seen a moment ago."""
+    if not token:
+        return None
+    digest = hash_token(token)
+    caller = TOKENS.get(digest)
+    if caller is None:
+        user = user_for_token(session, token)
+        if user is None:
+            return None
+        caller = Caller.of(user)
+        TOKENS.put(digest, caller)
+    return caller
 
 
 def user_for_password(session: Session, username: str, password: str) -> User | None:

@@ -1,0 +1,322 @@
+"""What keeps the API fast at a million runs (issue 4), each shown to do what it claims.
+
+- the token → user lookup is remembered a few seconds, and forgotten at once on rotation;
+- a page that is not full needs no count; large totals are remembered a few seconds; small
+  ones are always counted afresh; each per caller and filters;
+- deep pages: offsets stop at 10,000; ``next_cursor`` pages on through the index, with no gap
+  and no repeat, whatever the page size;
+- reads run in autocommit (no transaction around them); a pooled connection that died while
+  idle is replaced before use;
+- responses go through orjson: the same JSON shapes as before.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, event, text
+
+from app import db_session
+from app.api import listing
+from app.auth import users
+from app.auth.users import Caller, TokenCache, rotate_token
+from app.extensions import db
+from app.json_provider import OrjsonProvider
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch):
+    """Each test starts with empty caches of its own, on a clock it moves by hand."""
+    clock = FakeClock()
+    monkeypatch.setattr(users, "TOKENS", TokenCache(clock=clock))
+    monkeypatch.setattr(listing, "TOTALS", listing.TotalCache(clock=clock))
+    return clock
+
+
+@contextmanager
+def statements(app):
+    """The SQL the app sends while the block runs."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def register(account, count: int, **body) -> list[dict]:
+    runs = []
+    for i in range(count):
+        response = account.post("/api/scraper/jobs", json={"name": f"run {i}", "scraper": "books", **body})
+        assert response.status_code == 201, response.json
+        runs.append(response.json)
+    return runs
+
+
+def _counts(seen: list[str]) -> list[str]:
+    return [s for s in seen if re.search(r"count\(", s, re.IGNORECASE)]
+
+
+def _user_lookups(seen: list[str]) -> list[str]:
+    return [s for s in seen if re.search(r"FROM users", s)]
+
+
+# -- the token cache ---------------------------------------------------------------------------------
+
+
+def test_a_valid_token_is_looked_up_once_while_remembered(app, member, fresh_caches):
+    with statements(app) as seen:
+        for _ in range(3):
+            assert member.get("/api/scraper/jobs").status_code == 200
+    assert len(_user_lookups(seen)) == 1
+    fresh_caches.now += users.TOKENS.ttl + 0.1  # a few seconds later: looked up again
+    with statements(app) as seen:
+        assert member.get("/api/scraper/jobs").status_code == 200
+    assert len(_user_lookups(seen)) == 1
+
+
+def test_unknown_tokens_always_reach_the_database(app, client):
+    with statements(app) as seen:
+        for _ in range(2):
+            response = client.get("/api/scraper/jobs", headers={"Authorization": "Bearer agar_nope"})
+            assert response.status_code == 401
+    assert len(_user_lookups(seen)) == 2
+
+
+def test_rotating_a_token_stops_the_old_one_at_once(app, member):
+    assert member.get("/api/scraper/jobs").status_code == 200  # now remembered
+    old = member.token
+    member.token = rotate_token(db.session, member.user)
+    assert member.get("/api/scraper/jobs").status_code == 200
+    stale = member.client.get("/api/scraper/jobs", headers={"Authorization": f"Bearer {old}"})
+    assert stale.status_code == 401
+
+
+def test_the_token_cache_forgets_the_oldest_when_full():
+    clock = FakeClock()
+    cache = TokenCache(ttl=5, size=2, clock=clock)
+    callers = [Caller(uuid.uuid4(), f"u{i}", "member") for i in range(3)]
+    for i, caller in enumerate(callers):
+        cache.put(f"d{i}", caller)
+    assert cache.get("d0") is None and cache.get("d1") == callers[1] and cache.get("d2") == callers[2]
+    clock.now += 5
+    assert cache.get("d2") is None
+
+
+# -- totals ------------------------------------------------------------------------------------------
+
+
+def test_a_page_that_is_not_full_needs_no_count(app, member):
+    register(member, 3)
+    with statements(app) as seen:
+        body = member.get("/api/scraper/jobs?limit=10").json
+    assert body["total"] == 3 and len(body["items"]) == 3
+    assert _counts(seen) == []
+    with statements(app) as seen:
+        body = member.get("/api/scraper/jobs?limit=2&offset=2").json  # the last, partial page
+    assert body["total"] == 3 and _counts(seen) == []
+
+
+def test_small_totals_are_counted_afresh(app, member):
+    register(member, 3)
+    assert member.get("/api/scraper/jobs?limit=2").json["total"] == 3
+    register(member, 1)
+    with statements(app) as seen:
+        assert member.get("/api/scraper/jobs?limit=2").json["total"] == 4
+    assert len(_counts(seen)) == 1
+
+
+def test_large_totals_are_remembered_for_a_few_seconds(app, member, monkeypatch, fresh_caches):
+    monkeypatch.setattr(listing.TOTALS, "large", 3)
+    register(member, 4)
+    assert member.get("/api/scraper/jobs?limit=2").json["total"] == 4
+    register(member, 1)
+    with statements(app) as seen:
+        body = member.get("/api/scraper/jobs?limit=2&offset=2").json  # another page, same listing
+    assert body["total"] == 4 and _counts(seen) == []  # remembered: at most ttl seconds old
+    fresh_caches.now += listing.TOTALS.ttl
+    assert member.get("/api/scraper/jobs?limit=2").json["total"] == 5
+
+
+def test_totals_are_remembered_per_caller_and_filters(app, member, other_member, admin, monkeypatch):
+    monkeypatch.setattr(listing.TOTALS, "large", 1)
+    register(member, 3)
+    register(other_member, 2, scraper="quotes")
+    assert member.get("/api/scraper/jobs?limit=1").json["total"] == 3
+    assert other_member.get("/api/scraper/jobs?limit=1").json["total"] == 2
+    assert admin.get("/api/scraper/jobs?limit=1").json["total"] == 5
+    assert admin.get("/api/scraper/jobs?limit=1&scraper=quotes").json["total"] == 2
+
+
+# -- deep pages --------------------------------------------------------------------------------------
+
+
+def test_offsets_stop_at_ten_thousand(member):
+    assert member.get("/api/scraper/jobs?offset=10000").status_code == 200
+    response = member.get("/api/scraper/jobs?offset=10001")
+    assert response.status_code == 400
+    assert "next_cursor" in response.json["error"]["message"]
+    assert member.get("/api/scraper/jobs/archived?offset=10001").status_code == 400
+    assert member.get("/api/scraper/events?offset=10001").status_code == 400
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7])
+def test_next_cursor_walks_every_run_once(admin, limit):
+    created = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    ids = []
+    for i in range(7):  # three runs share a created_at: the id breaks the tie
+        at = created - timedelta(minutes=i // 3)
+        run = admin.post(
+            "/api/scraper/jobs",
+            json={"name": f"r{i}", "scraper": "s", "status": "running", "created_at": at.isoformat()},
+        ).json
+        ids.append(run["id"])
+    seen, url = [], f"/api/scraper/jobs?limit={limit}"
+    for _page in range(8):
+        body = admin.get(url).json
+        assert body["total"] == 7
+        seen += [item["id"] for item in body["items"]]
+        if body["next_cursor"] is None:
+            break
+        url = f"/api/scraper/jobs?limit={limit}&cursor={body['next_cursor']}"
+    else:
+        pytest.fail("next_cursor never ended")
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+    listed = admin.get("/api/scraper/jobs?limit=7").json["items"]
+    assert seen == [item["id"] for item in listed]  # the same order as one big page
+
+
+def test_a_full_last_page_ends_with_an_empty_one(member):
+    register(member, 2)
+    body = member.get("/api/scraper/jobs?limit=2").json
+    assert body["next_cursor"] is not None
+    after = member.get(f"/api/scraper/jobs?limit=2&cursor={body['next_cursor']}").json
+    assert after["items"] == [] and after["next_cursor"] is None and after["total"] == 2
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["x", "%%%", "bm90IGEgY3Vyc29y", "MjAyNi0xMS0wMVQxMjowMDowMHxub3QtYS11dWlk", "A" * 300, "MjAyNi0xMS0wMXw"],
+)
+def test_cursors_not_written_by_the_api_are_400(member, cursor):
+    response = member.get(f"/api/scraper/jobs?cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_cursor"
+    assert member.get(f"/api/scraper/jobs/archived?cursor={cursor}").status_code == 400
+
+
+# -- the connection ----------------------------------------------------------------------------------
+
+
+def _autocommit(dbapi_connection) -> bool:  # type: ignore[no-untyped-def]
+    if hasattr(dbapi_connection, "pgconn"):  # psycopg
+        return bool(dbapi_connection.autocommit)
+    return dbapi_connection.isolation_level is None  # sqlite3: no implicit transactions
+
+
+def test_api_reads_run_in_autocommit_and_writes_in_a_transaction(app, member):
+    modes: list[tuple[str, bool]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        modes.append((statement.split()[0].upper(), _autocommit(conn.connection.dbapi_connection)))
+
+    db.session.commit()  # the test's own session holds no connection
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert member.get("/api/scraper/jobs").status_code == 200
+        reads = list(modes)
+        modes.clear()
+        register(member, 1)
+        writes = list(modes)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert reads and all(auto for _verb, auto in reads)
+    assert any(verb == "INSERT" for verb, _auto in writes)
+    assert not any(auto for verb, auto in writes if verb == "INSERT")
+
+
+@pytest.fixture
+def pings(app, monkeypatch):
+    """Count the pings of pooled connections."""
+    calls: list[object] = []
+    dialect = db.engine.dialect
+    real = dialect.do_ping
+
+    def counting(dbapi_connection):  # type: ignore[no-untyped-def]
+        calls.append(dbapi_connection)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counting)
+    return calls
+
+
+def test_connections_in_use_a_moment_ago_are_not_pinged(app, member, pings):
+    for _ in range(3):
+        assert member.get("/api/scraper/jobs").status_code == 200
+    assert pings == []
+
+
+def test_a_connection_idle_for_a_while_is_pinged_first(app, member, pings, monkeypatch):
+    assert member.get("/api/scraper/jobs").status_code == 200
+    monkeypatch.setattr(db_session, "IDLE_PING_SECONDS", 0.0)
+    assert member.get("/api/scraper/jobs").status_code == 200
+    assert len(pings) >= 1
+
+
+def test_a_connection_that_died_while_idle_is_replaced(app, pings, monkeypatch):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot die while idle; the PostgreSQL pass covers this")
+    db.session.remove()
+    with db.engine.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    killer = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    with killer.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+    monkeypatch.setattr(db_session, "IDLE_PING_SECONDS", 0.0)
+    with db.engine.connect() as connection:  # pinged, found dead, replaced before use
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    assert pings
+
+
+def test_postgresql_sessions_speak_utc(app):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps no zone; UTCDateTime tags its values as UTC")
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SHOW TimeZone")).scalar() == "UTC"
+        moment = connection.execute(text("SELECT now()")).scalar()
+    assert moment.tzinfo is UTC
+
+
+# -- JSON --------------------------------------------------------------------------------------------
+
+
+def test_orjson_writes_the_apis_forms(app):
+    provider = OrjsonProvider(app)
+    moment = datetime(2026, 11, 28, 18, 10, 5, 120000, tzinfo=UTC)
+    job_id = uuid.UUID("8c9b99a7-e5a5-42ec-98ce-bb0d821ae60e")
+    body = provider.dumps({"at": moment, "id": job_id, "sum": Decimal(12), "ratio": Decimal("0.5")})
+    assert body == (
+        '{"at":"2026-11-28T18:10:05.120000Z","id":"8c9b99a7-e5a5-42ec-98ce-bb0d821ae60e","sum":12,"ratio":0.5}'
+    )
+    with pytest.raises(TypeError):
+        provider.dumps({"x": object()})
+    assert provider.loads(b'{"a": [1]}') == {"a": [1]}
