@@ -215,7 +215,14 @@ def _child_restore(codec: str, archive: str, manifest: str, dest: str) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
+def settle() -> None:
+    """Write back every dirty page first, so no contender pays for the one before it."""
+    os.sync()
+    time.sleep(0.2)
+
+
 def run_child(*args: str) -> dict:
+    settle()
     output = subprocess.run(
         [sys.executable, "-m", "bench.archive", "--child", *args], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
@@ -223,6 +230,7 @@ def run_child(*args: str) -> dict:
 
 
 def run_command(command: list[str]) -> dict:
+    settle()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT)
     _pid, status, usage = os.wait4(process.pid, 0)

@@ -61,6 +61,38 @@ def test_archive_is_a_standard_tar_gz(lc, make_run):
     subprocess.run(["gzip", "-t", str(path)], check=True)
 
 
+def test_zstd_archive_is_standard_and_compresses_each_kind_at_its_level(lc_with, clock):
+    """Text at ZSTD_LEVEL, images at ZSTD_PACKED_LEVEL, in frames `zstd -d` and `tar` read as one."""
+    import zstandard
+
+    from app.lifecycle.codecs import ZSTD_LEVEL, ZSTD_PACKED_LEVEL
+
+    lc = lc_with(ARCHIVE_COMPRESSION="zstd")
+    files = {
+        "results.json": '{"title": "A Light in the Attic", "price": 51.77}\n' * 4000,
+        "screens/home.png": os.urandom(200_000),
+        "screens/next.png": os.urandom(100_000),
+        "logs/run.log": "INFO fetched https://books.toscrape.com/ status=200\n" * 3000,
+    }
+    job = new_run(lc, clock, files)
+    archival.archive_run(lc, job.id, actor="t")
+    path = lc.store.path(archival.load_run(lc, job.id).archive_path)
+    listing = subprocess.run(
+        ["tar", "-I", "zstd -d", "-tf", str(path)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert sorted(listing) == sorted(["logs/", "screens/", *files])
+    subprocess.run(["zstd", "-t", "-q", str(path)], check=True)
+
+    frames, rest = [], path.read_bytes()
+    while rest:  # one frame per stretch of members of one kind
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        frames.append(frame.decompress(rest))
+        rest = frame.unused_data
+    headers = [[name for name in files if name.encode() in content] for content in frames]
+    assert headers == [["results.json", "logs/run.log"], ["screens/home.png", "screens/next.png"]]
+    assert ZSTD_PACKED_LEVEL < ZSTD_LEVEL
+
+
 def test_member_offsets_point_at_the_data(lc, make_run):
     job = make_run()
     archival.archive_run(lc, job.id, actor="t")

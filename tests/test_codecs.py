@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import random
 
 import pytest
@@ -49,3 +50,62 @@ def test_forward_reader_fills_reads_and_only_seeks_forward():
     with pytest.raises(io.UnsupportedOperation):
         reader.seek(10)
     assert len(reader.read(10_000)) == 1024 - 304
+
+
+def test_pipe_consumes_in_order_and_raises_what_the_consumer_raised():
+    from app.lifecycle.codecs import Pipe
+
+    seen: list[bytes] = []
+    pipe = Pipe(seen.append, depth=2)
+    for i in range(50):
+        pipe.put(bytes([i]))
+    pipe.close()
+    assert seen == [bytes([i]) for i in range(50)]
+
+    def failing(chunk: bytes) -> None:
+        raise ValueError("hash failed")
+
+    pipe = Pipe(failing)
+    pipe.put(b"x")
+    with pytest.raises(ValueError, match="hash failed"):
+        for _ in range(100):  # the error surfaces at a later put, or at close
+            pipe.put(b"y")
+        pipe.close()
+
+
+def test_zstd_frames_make_a_valid_stream_even_when_empty():
+    import zstandard
+
+    from app.lifecycle.codecs import ZstdFrames
+
+    raw = io.BytesIO()
+    ZstdFrames(raw).close()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(raw.getvalue()) == b""
+
+    raw = io.BytesIO()
+    frames = ZstdFrames(raw)
+    for name, data in (("a.json", b"{}" * 1000), ("b.png", os.urandom(5000)), ("c.PNG", b"z" * 10), ("d.log", b"l")):
+        frames.member(name)
+        frames.write(data)
+    frames.close()
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw.getvalue()), read_across_frames=True)
+    assert len(reader.read()) == 2000 + 5000 + 10 + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "packed"),
+    [
+        ("screens/home.png", True),
+        ("docs/Invoice.PDF", True),
+        ("dump.tar.gz", True),
+        ("results/page-00001.json", False),
+        ("logs/run.log", False),
+        ("images.png/readme", False),
+        (".png", False),
+        ("noextension", False),
+    ],
+)
+def test_packed_members_are_known_by_their_suffix(name, packed):
+    from app.lifecycle.codecs import is_packed
+
+    assert is_packed(name) is packed

@@ -28,6 +28,7 @@ from app.lifecycle.codecs import (
     FollowingReader,
     HashingReader,
     MemberHasher,
+    Pipe,
     PipelinedDecompressor,
     compressor,
     decompressor,
@@ -115,17 +116,23 @@ class ReadBack:
         self.thread.start()
 
     def _run(self, codec: str) -> None:
+        members = Pipe(self.hasher.feed)  # members are hashed on the other core while this one decodes
         try:
             reader = HashingReader(self.follower)  # type: ignore[arg-type]
             stream = decompressor(reader, codec)
             while chunk := stream.read(STREAM_BLOCK):
                 self.tar_crc = crc32(chunk, self.tar_crc)
                 self.tar_bytes += len(chunk)
-                self.hasher.feed(chunk)
+                members.put(chunk)
             reader.drain()
             self.sha256, self.size = reader.sha256.hexdigest(), reader.bytes_read
         except BaseException as error:  # raised in the writer's thread by finish()
             self.error = error
+        finally:
+            try:
+                members.close()
+            except BaseException as error:
+                self.error = self.error or error
 
     def finish(self, *, abandon: bool = False) -> None:
         self.follower.finish(abandon=abandon)
