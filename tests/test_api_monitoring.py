@@ -113,6 +113,28 @@ def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_d
     assert fresh["as_of"] >= first["as_of"]
 
 
+def test_stale_stats_are_answered_while_one_request_remakes_them(admin, lc, make_run, redis_db, monkeypatch):
+    import time
+
+    from app.api import monitoring
+
+    computed = []
+    real_compute = monitoring._compute_storage_stats
+    monkeypatch.setattr(monitoring, "_compute_storage_stats", lambda: computed.append(1) or real_compute())
+    first = admin.get("/api/scraper/storage/stats").json
+    make_run(days_ago=1)
+    later = time.time() + monitoring.STATS_TTL + 1
+    monkeypatch.setattr(monitoring, "_clock", lambda: later)  # the figures are now stale
+    redis_db.set(monitoring.STATS_REFRESH_KEY, "1")  # another request is remaking them
+    assert admin.get("/api/scraper/storage/stats").json == first  # answered at once, stale
+    assert len(computed) == 1
+    redis_db.delete(monitoring.STATS_REFRESH_KEY)  # nobody is: this request remakes them
+    fresh = admin.get("/api/scraper/storage/stats").json
+    assert fresh["tiers"]["active"]["runs"] == first["tiers"]["active"]["runs"] + 1
+    assert len(computed) == 2 and not redis_db.exists(monitoring.STATS_REFRESH_KEY)
+    assert admin.get("/api/scraper/storage/stats").json == fresh and len(computed) == 2  # fresh again
+
+
 def test_event_counts_stop_at_the_cap(admin, lc, monkeypatch):
     import uuid
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+import time
 from datetime import timedelta
 from typing import Any
 
-from flask import request
+import orjson
+from flask import current_app, request
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
@@ -37,7 +38,11 @@ from app.models import (
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
 COUNT_CAP = 10_000
 STATS_CACHE_KEY = "agar:cache:storage-stats"
-STATS_TTL = 30
+STATS_REFRESH_KEY = "agar:cache:storage-stats:refresh"
+STATS_TTL = 30  # figures are remade once this old
+STATS_KEEP = 3600  # stale figures are answered for at most this long while one request remakes them
+STATS_REFRESH_TIMEOUT = 120  # a refresher that died frees the lock after this
+_clock = time.time  # Unix time, shared by every web process through Redis
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _TASK_STATES = {
     "queued": "queued",
@@ -157,8 +162,11 @@ def list_events() -> Any:
 def storage_stats() -> Any:
     """Usage by tier, compression savings, the archive success rate over 30 days, and the disk.
 
-    Summing a tier reads every row of it (most runs, over time, are purged), so the figures are
-    computed at most every STATS_TTL seconds and shared through Redis; ``as_of`` says when.
+    Summing a tier reads every row of it (most runs, over time, are purged: about a second at a
+    million runs), so the figures are shared through Redis and ``as_of`` says when they were
+    made. They are remade once STATS_TTL seconds old, by one request alone (a Redis lock): the
+    others go on answering the figures they have until the new ones are in, so no request
+    waits for a recount but the one making it.
     """
     connection = redis_connection()
     try:
@@ -166,13 +174,25 @@ def storage_stats() -> Any:
     except RedisError:
         cached = None
     if cached:
-        return json.loads(cached)
+        fresh_until, _, body = cached.partition(b"\n")
+        if _clock() < float(fresh_until) or not _may_refresh(connection):
+            return current_app.response_class(body, mimetype="application/json")
     stats = {"as_of": iso(utcnow()), **_compute_storage_stats()}
     try:
-        connection.set(STATS_CACHE_KEY, json.dumps(stats), ex=STATS_TTL)
+        payload = f"{_clock() + STATS_TTL}\n".encode() + orjson.dumps(stats)
+        connection.set(STATS_CACHE_KEY, payload, ex=STATS_KEEP)
+        connection.delete(STATS_REFRESH_KEY)
     except RedisError:
         pass  # without Redis every request computes: slower, still right
     return stats
+
+
+def _may_refresh(connection: Any) -> bool:
+    """Whether this request is the one to remake stale figures (no other is at it)."""
+    try:
+        return bool(connection.set(STATS_REFRESH_KEY, "1", nx=True, ex=STATS_REFRESH_TIMEOUT))
+    except RedisError:
+        return True
 
 
 def _compute_storage_stats() -> dict[str, Any]:
