@@ -8,6 +8,7 @@ level their kind deserves (text at 3, already-compressed images and PDFs at zstd
 from __future__ import annotations
 
 import bz2
+import contextlib
 import hashlib
 import io
 import lzma
@@ -245,20 +246,31 @@ class PipelinedDecompressor(io.RawIOBase):
         return False
 
     def _produce(self, raw: BinaryIO, codec: str) -> None:
+        # Members are hashed in a third thread: decoding, hashing and writing files share the cores.
+        members = Pipe(self.hasher.feed) if self.hasher is not None else None
         try:
             reader = HashingReader(raw)
             stream = decompressor(reader, codec)
             while chunk := stream.read(STREAM_BLOCK):
-                if self.hasher is not None:
+                if members is not None:
+                    members.put(chunk)
+                elif self.hasher is not None:
                     self.hasher.feed(chunk)
                 if not self._put(chunk):
                     return
             reader.drain()
+            if members is not None:
+                members, pipe = None, members
+                pipe.close()  # every member hashed before the end is announced
             self.sha256 = reader.sha256.hexdigest()
             self.compressed_bytes = reader.bytes_read
             self._put(None)
         except BaseException as error:  # handed to the consumer, which raises it
             self._put(error)
+        finally:
+            if members is not None:
+                with contextlib.suppress(BaseException):
+                    members.close()
 
     def readable(self) -> bool:
         return True
