@@ -24,9 +24,10 @@ from sqlalchemy import create_engine, event, text
 from app import db_session
 from app.api import listing
 from app.auth import users
-from app.auth.users import Caller, TokenCache, rotate_token
+from app.auth.users import Caller, rotate_token
 from app.extensions import db
 from app.json_provider import OrjsonProvider
+from app.ttl_cache import TTLCache
 
 
 class FakeClock:
@@ -41,8 +42,8 @@ class FakeClock:
 def fresh_caches(monkeypatch):
     """Each test starts with empty caches of its own, on a clock it moves by hand."""
     clock = FakeClock()
-    monkeypatch.setattr(users, "TOKENS", TokenCache(clock=clock))
-    monkeypatch.setattr(listing, "TOTALS", listing.TotalCache(clock=clock))
+    monkeypatch.setattr(users, "TOKENS", TTLCache(ttl=5.0, size=1024, clock=clock))
+    monkeypatch.setattr(listing, "TOTALS", TTLCache(ttl=5.0, size=4096, clock=clock))
     return clock
 
 
@@ -110,9 +111,9 @@ def test_rotating_a_token_stops_the_old_one_at_once(app, member):
     assert stale.status_code == 401
 
 
-def test_the_token_cache_forgets_the_oldest_when_full():
+def test_the_cache_forgets_the_oldest_when_full_and_each_entry_after_its_ttl():
     clock = FakeClock()
-    cache = TokenCache(ttl=5, size=2, clock=clock)
+    cache = TTLCache(ttl=5, size=2, clock=clock)
     callers = [Caller(uuid.uuid4(), f"u{i}", "member") for i in range(3)]
     for i, caller in enumerate(callers):
         cache.put(f"d{i}", caller)
@@ -145,7 +146,7 @@ def test_small_totals_are_counted_afresh(app, member):
 
 
 def test_large_totals_are_remembered_for_a_few_seconds(app, member, monkeypatch, fresh_caches):
-    monkeypatch.setattr(listing.TOTALS, "large", 3)
+    monkeypatch.setattr(listing, "LARGE_TOTAL", 3)
     register(member, 4)
     assert member.get("/api/scraper/jobs?limit=2").json["total"] == 4
     register(member, 1)
@@ -157,7 +158,7 @@ def test_large_totals_are_remembered_for_a_few_seconds(app, member, monkeypatch,
 
 
 def test_totals_are_remembered_per_caller_and_filters(app, member, other_member, admin, monkeypatch):
-    monkeypatch.setattr(listing.TOTALS, "large", 1)
+    monkeypatch.setattr(listing, "LARGE_TOTAL", 1)
     register(member, 3)
     register(other_member, 2, scraper="quotes")
     assert member.get("/api/scraper/jobs?limit=1").json["total"] == 3

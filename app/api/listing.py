@@ -9,19 +9,16 @@ is visited in the index: ~1.4 ms for 10,000 active runs), so a total is found th
 that is still exact or close to it:
 
 - a page that is not full tells the total itself (``offset`` + its rows): no count at all;
-- a count below ``LARGE`` is always made afresh (it is cheap);
-- a count of ``LARGE`` or more is remembered for ``ttl`` seconds per listing, caller and
-  filters, in this process: such a total may be up to ``ttl`` seconds old.
+- a count below ``LARGE_TOTAL`` is always made afresh (it is cheap);
+- a count of ``LARGE_TOTAL`` or more is remembered 5 seconds per listing, caller and
+  filters, in this process: such a total may be up to 5 seconds old.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
@@ -34,34 +31,10 @@ from app.api.errors import ApiError
 from app.api.schemas import JOB_COLUMNS, job_json, page
 from app.extensions import db
 from app.models import Job, UTCDateTime, count_rows
+from app.ttl_cache import TTLCache
 
-
-class TotalCache:
-    """Large totals by key, each kept ``ttl`` seconds; at most ``size`` keys."""
-
-    def __init__(self, ttl: float = 5.0, large: int = 1000, size: int = 4096, clock=time.monotonic):  # type: ignore[no-untyped-def]
-        self.ttl, self.large, self.size, self.clock = ttl, large, size, clock
-        self._entries: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> int | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or self.clock() >= entry[0]:
-                return None
-            return entry[1]
-
-    def put(self, key: Hashable, total: int) -> None:
-        if total < self.large:
-            return
-        with self._lock:
-            self._entries[key] = (self.clock() + self.ttl, total)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-
-TOTALS = TotalCache()
+LARGE_TOTAL = 1000  # counts from here up are remembered; smaller ones are made afresh
+TOTALS: TTLCache[int] = TTLCache(ttl=5.0, size=4096)
 
 
 def _listing_key() -> Hashable:
@@ -82,7 +55,8 @@ def page_total(query: Any, shown: int, limit: int, offset: int, *, from_start: b
     total = TOTALS.get(key)
     if total is None:
         total = count_rows(db.session, query)
-        TOTALS.put(key, total)
+        if total >= LARGE_TOTAL:
+            TOTALS.put(key, total)
     return max(total, offset + shown) if from_start else total
 
 

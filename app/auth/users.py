@@ -6,10 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -17,6 +14,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import User
+from app.ttl_cache import TTLCache
 
 # Actor names the product writes itself; no user may take them.
 RESERVED_USERNAMES = frozenset({"scheduler", "system", "reconcile"})
@@ -44,47 +42,11 @@ class Caller:
         return cls(user.id, user.username, user.role)
 
 
-class TokenCache:
-    """Which user holds which token, remembered for ``ttl`` seconds in this process.
-
-    Every API call presents a token; looking it up was a database round trip per request.
-    A token rotated in this process stops working at once (``forget``);
-    in the other web processes within ``ttl`` seconds. Only tokens that were valid are kept,
-    at most ``size`` of them, so unknown tokens always reach the database.
-    """
-
-    def __init__(self, ttl: float = 5.0, size: int = 1024, clock=time.monotonic):  # type: ignore[no-untyped-def]
-        self.ttl, self.size, self.clock = ttl, size, clock
-        self._entries: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> Caller | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-            if entry is None:
-                return None
-            if self.clock() >= entry[0]:
-                del self._entries[digest]
-                return None
-            return entry[1]
-
-    def put(self, digest: str, caller: Caller) -> None:
-        with self._lock:
-            self._entries[digest] = (self.clock() + self.ttl, caller)
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    def forget(self, digest: str | None = None) -> None:
-        """Drop one token (or all of them)."""
-        with self._lock:
-            if digest is None:
-                self._entries.clear()
-            else:
-                self._entries.pop(digest, None)
-
-
-TOKENS = TokenCache()
+# Which user holds which token, remembered 5 s per process: every API call presents a token and
+# looking it up was a database round trip per request. A token rotated in this process stops
+# working at once (rotate_token forgets it); in the other web processes within 5 s. Only valid
+# tokens are kept, so unknown tokens always reach the database.
+TOKENS: TTLCache[Caller] = TTLCache(ttl=5.0, size=1024)
 
 
 def hash_token(token: str) -> str:
