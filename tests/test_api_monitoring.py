@@ -62,19 +62,30 @@ def test_bad_filters_are_400(admin, query):
 
 
 def test_storage_stats_add_up(admin, lc, make_run):
-    for days in (1, 2, 10, 12):
-        make_run(days_ago=days)
+    runs = [make_run(days_ago=days) for days in (1, 2, 10, 12, 14, 16)]
+    from app.lifecycle.archival import load_run
+    from app.lifecycle.deletion import delete_run, purge_run
     from app.lifecycle.passes import archive_old_runs
 
     archive_old_runs(lc)
+    delete_run(lc, runs[4].id, actor="t", reason="trash it", strategy="soft")
+    delete_run(lc, runs[5].id, actor="t", reason="purge it", strategy="soft")
+    purge_run(lc, runs[5].id, actor="t")
+    jobs = [load_run(lc, run.id) for run in runs]
     stats = admin.get("/api/scraper/storage/stats").json
-    assert stats["tiers"]["active"]["runs"] == 2 and stats["tiers"]["archived"]["runs"] == 2
+    assert stats["tiers"] == {
+        "active": {"runs": 2, "bytes": jobs[0].size_bytes + jobs[1].size_bytes},
+        "archived": {"runs": 2, "bytes": jobs[2].archive_size_bytes + jobs[3].archive_size_bytes},
+        "trash": {"runs": 1, "bytes": jobs[4].archive_size_bytes},
+        "purged": {"runs": 1, "bytes": jobs[5].archive_size_bytes},
+    }
     compression = stats["compression"]
     assert compression["original_bytes"] > compression["archived_bytes"] > 0
     assert compression["saved_bytes"] == compression["original_bytes"] - compression["archived_bytes"]
     # Plain JSON numbers on every database (PostgreSQL sums BIGINT into NUMERIC).
     assert isinstance(compression["saved_ratio"], float) and isinstance(compression["original_bytes"], int)
-    assert stats["archive_success_rate"] == {"days": 30, "succeeded": 2, "failed": 0, "rate": 1.0}
+    assert compression["original_bytes"] == jobs[2].size_bytes + jobs[3].size_bytes
+    assert stats["archive_success_rate"] == {"days": 30, "succeeded": 4, "failed": 0, "rate": 1.0}
     assert stats["disk"]["total_bytes"] > stats["disk"]["free_bytes"] > 0
 
 

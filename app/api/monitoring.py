@@ -197,18 +197,23 @@ def _may_refresh(connection: Any) -> bool:
 
 def _compute_storage_stats() -> dict[str, Any]:
     session = db.session
-
-    def tier(condition: Any, size: Any) -> dict[str, int]:
-        count, total = session.execute(select(func.count(), func.coalesce(func.sum(size), 0)).where(condition)).one()
-        return {"runs": count, "bytes": int(total)}
-
-    archived_original, archived_compressed = session.execute(
-        select(func.coalesce(func.sum(Job.size_bytes), 0), func.coalesce(func.sum(Job.archive_size_bytes), 0)).where(
-            is_archived()
-        )
-    ).one()
+    tiers = {
+        "active": (is_active(), Job.size_bytes),
+        "archived": (is_archived(), Job.archive_size_bytes),
+        "trash": (Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes),
+        "purged": (Job.purged_at.is_not(None), Job.archive_size_bytes),
+    }
+    # One pass over the runs for every figure (aggregates with FILTER), not one scan per tier.
+    columns = [
+        aggregate
+        for condition, size in tiers.values()
+        for aggregate in (func.count().filter(condition), func.coalesce(func.sum(size).filter(condition), 0))
+    ]
+    columns.append(func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0))
     # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
-    archived_original, archived_compressed = int(archived_original), int(archived_compressed)
+    figures = [int(value or 0) for value in session.execute(select(*columns)).one()]
+    by_tier = {name: {"runs": figures[2 * i], "bytes": figures[2 * i + 1]} for i, name in enumerate(tiers)}
+    archived_original, archived_compressed = figures[-1], by_tier["archived"]["bytes"]
     since = utcnow() - timedelta(days=30)
     succeeded, failed = session.execute(
         select(
@@ -219,12 +224,7 @@ def _compute_storage_stats() -> dict[str, Any]:
     succeeded, failed = int(succeeded), int(failed)
     usage = shutil.disk_usage(settings().scraper_data_path)
     return {
-        "tiers": {
-            "active": tier(is_active(), Job.size_bytes),
-            "archived": tier(is_archived(), Job.archive_size_bytes),
-            "trash": tier(Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes),
-            "purged": tier(Job.purged_at.is_not(None), Job.archive_size_bytes),
-        },
+        "tiers": by_tier,
         "compression": {
             "original_bytes": int(archived_original),
             "archived_bytes": int(archived_compressed),
