@@ -170,13 +170,28 @@ def test_totals_are_remembered_per_caller_and_filters(app, member, other_member,
 # -- deep pages --------------------------------------------------------------------------------------
 
 
-def test_offsets_stop_at_ten_thousand(member):
+def test_offsets_stop_at_ten_thousand_but_on_an_archives_members(member, lc, make_run):
     assert member.get("/api/scraper/jobs?offset=10000").status_code == 200
     response = member.get("/api/scraper/jobs?offset=10001")
     assert response.status_code == 400
     assert "next_cursor" in response.json["error"]["message"]
     assert member.get("/api/scraper/jobs/archived?offset=10001").status_code == 400
     assert member.get("/api/scraper/events?offset=10001").status_code == 400
+    from app.lifecycle import archival
+
+    job = make_run(owner=member.user.id)
+    archival.archive_run(lc, job.id, actor="t")
+    deep = member.get(f"/api/scraper/jobs/{job.id}/archive/files?offset=20000")
+    assert deep.status_code == 200 and deep.json["items"] == []
+
+
+def test_totals_depend_on_the_order_of_repeated_filters(app, admin, monkeypatch):
+    monkeypatch.setattr(listing, "LARGE_TOTAL", 1)
+    register(admin, 3, scraper="books")
+    register(admin, 2, scraper="quotes")
+    first = admin.get("/api/scraper/jobs?limit=1&scraper=books&scraper=quotes").json["total"]
+    other = admin.get("/api/scraper/jobs?limit=1&scraper=quotes&scraper=books").json["total"]
+    assert (first, other) == (3, 2)  # the first value filters: each order has its own total
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7])
@@ -213,9 +228,25 @@ def test_a_full_last_page_ends_with_an_empty_one(member):
     assert after["items"] == [] and after["next_cursor"] is None and after["total"] == 2
 
 
+def _cursor(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     "cursor",
-    ["x", "%%%", "bm90IGEgY3Vyc29y", "MjAyNi0xMS0wMVQxMjowMDowMHxub3QtYS11dWlk", "A" * 300, "MjAyNi0xMS0wMXw"],
+    [
+        "x",
+        "%%%",
+        "bm90IGEgY3Vyc29y",
+        _cursor("2026-11-01T12:00:00|not-a-uuid"),
+        _cursor("2026-11-01T12:00:00|8c9b99a7-e5a5-42ec-98ce-bb0d821ae60e"),  # no zone
+        _cursor("9999-12-31T23:59:59-14:00|8c9b99a7-e5a5-42ec-98ce-bb0d821ae60e"),  # beyond year 9999 in UTC
+        _cursor("0001-01-01T00:00+14:00|8c9b99a7-e5a5-42ec-98ce-bb0d821ae60e"),  # before year 1 in UTC
+        "A" * 300,
+        "MjAyNi0xMS0wMXw",
+    ],
 )
 def test_cursors_not_written_by_the_api_are_400(member, cursor):
     response = member.get(f"/api/scraper/jobs?cursor={cursor}")

@@ -118,7 +118,9 @@ def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_d
     first = admin.get("/api/scraper/storage/stats").json
     make_run(days_ago=1)
     assert admin.get("/api/scraper/storage/stats").json == first  # shared, not recomputed
-    redis_db.delete("agar:cache:storage-stats")  # what the TTL does after 30 s
+    from app.api.monitoring import STATS_CACHE_KEY
+
+    redis_db.delete(STATS_CACHE_KEY)  # nothing cached: the next request computes
     fresh = admin.get("/api/scraper/storage/stats").json
     assert fresh["tiers"]["active"]["runs"] == first["tiers"]["active"]["runs"] + 1
     assert fresh["as_of"] >= first["as_of"]

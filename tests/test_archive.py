@@ -70,8 +70,8 @@ def test_zstd_archive_is_standard_and_compresses_each_kind_at_its_level(lc_with,
     lc = lc_with(ARCHIVE_COMPRESSION="zstd")
     files = {
         "results.json": '{"title": "A Light in the Attic", "price": 51.77}\n' * 4000,
-        "screens/home.png": os.urandom(200_000),
-        "screens/next.png": os.urandom(100_000),
+        "screens/home.png": os.urandom(300_000),  # large enough for a frame of its own
+        "screens/next.png": os.urandom(100_000),  # small: stays in the frame at hand
         "logs/run.log": "INFO fetched https://books.toscrape.com/ status=200\n" * 3000,
     }
     job = new_run(lc, clock, files)

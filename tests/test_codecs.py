@@ -76,20 +76,37 @@ def test_pipe_consumes_in_order_and_raises_what_the_consumer_raised():
 def test_zstd_frames_make_a_valid_stream_even_when_empty():
     import zstandard
 
-    from app.lifecycle.codecs import ZstdFrames
+    from app.lifecycle.codecs import PACKED_FRAME_MIN, ZstdFrames
 
     raw = io.BytesIO()
     ZstdFrames(raw).close()
     assert zstandard.ZstdDecompressor().decompressobj().decompress(raw.getvalue()) == b""
 
-    raw = io.BytesIO()
-    frames = ZstdFrames(raw)
-    for name, data in (("a.json", b"{}" * 1000), ("b.png", os.urandom(5000)), ("c.PNG", b"z" * 10), ("d.log", b"l")):
-        frames.member(name)
-        frames.write(data)
-    frames.close()
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw.getvalue()), read_across_frames=True)
-    assert len(reader.read()) == 2000 + 5000 + 10 + 1
+    def frames_of(members: list[tuple[str, bytes]]) -> list[bytes]:
+        raw = io.BytesIO()
+        frames = ZstdFrames(raw)
+        for name, data in members:
+            frames.member(name, len(data))
+            frames.write(data)
+        frames.close()
+        contents, rest = [], raw.getvalue()
+        while rest:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            contents.append(frame.decompress(rest))
+            rest = frame.unused_data
+        return contents
+
+    big = os.urandom(PACKED_FRAME_MIN)
+    assert frames_of([("a.json", b"{}" * 1000), ("b.png", big), ("c.PNG", b"z" * 10), ("d.log", b"l")]) == [
+        b"{}" * 1000,
+        big + b"z" * 10,  # the small image stays in the frame at hand
+        b"l",
+    ]
+    # Pages each with a small screenshot: one frame, so every page compresses against the last.
+    pages = [
+        (f"p{i}/page.html", b"<html>" * 100) if i % 2 == 0 else (f"p{i}/shot.png", b"\x89PNG" * 9) for i in range(10)
+    ]
+    assert len(frames_of(pages)) == 1
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ def _member_json(member: ArchiveMember) -> dict[str, Any]:
 def list_archive_files(job_id: str) -> Any:
     """The archive's members from its stored manifest (paths relative to the run folder)."""
     job = archived_job(job_id)
-    limit, offset = pagination(request.args)
+    limit, offset = pagination(request.args, max_offset=None)  # one archive's members: bounded by nature
     query = select(ArchiveMember).where(ArchiveMember.job_id == job.id)
     total = count_rows(db.session, query)
     rows = db.session.scalars(query.order_by(ArchiveMember.id).limit(limit).offset(offset))

@@ -20,7 +20,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
@@ -40,7 +40,7 @@ TOTALS: TTLCache[int] = TTLCache(ttl=5.0, size=4096)
 def _listing_key() -> Hashable:
     """What a listing's total depends on: the route, whose runs are visible, and the filters."""
     user = current_user()
-    filters = frozenset((k, v) for k, v in request.args.items(multi=True) if k not in ("limit", "offset", "cursor"))
+    filters = tuple((k, v) for k, v in request.args.items(multi=True) if k not in ("limit", "offset", "cursor"))
     return (request.endpoint, None if user.is_admin else user.id, filters)
 
 
@@ -74,8 +74,8 @@ def decode_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(moment)
         if created_at.tzinfo is None:
             raise ValueError("naive")
-        return created_at, uuid.UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return created_at.astimezone(UTC), uuid.UUID(job_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "cursor must be the next_cursor of a page of this list", "invalid_cursor") from None
 
 

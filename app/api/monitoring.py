@@ -37,7 +37,7 @@ from app.models import (
 
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
 COUNT_CAP = 10_000
-STATS_CACHE_KEY = "agar:cache:storage-stats"
+STATS_CACHE_KEY = "agar:cache:storage-stats:v2"  # "<fresh until, Unix time>\n<JSON>"
 STATS_REFRESH_KEY = "agar:cache:storage-stats:refresh"
 STATS_TTL = 30  # figures are remade once this old
 STATS_KEEP = 3600  # stale figures are answered for at most this long while one request remakes them
@@ -173,10 +173,13 @@ def storage_stats() -> Any:
         cached = connection.get(STATS_CACHE_KEY)
     except RedisError:
         cached = None
-    if cached:
-        fresh_until, _, body = cached.partition(b"\n")
-        if _clock() < float(fresh_until) or not _may_refresh(connection):
-            return current_app.response_class(body, mimetype="application/json")
+    fresh_until, _, body = (cached or b"").partition(b"\n")
+    try:
+        stale = _clock() >= float(fresh_until)
+    except ValueError:  # nothing cached (or not in this form)
+        body = b""
+    if body and (not stale or not _may_refresh(connection)):
+        return current_app.response_class(body, mimetype="application/json")
     stats = {"as_of": iso(utcnow()), **_compute_storage_stats()}
     try:
         payload = f"{_clock() + STATS_TTL}\n".encode() + orjson.dumps(stats)

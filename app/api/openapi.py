@@ -22,7 +22,12 @@ DATE_OR_TIME = {"type": "string", "description": "ISO 8601 date (a whole UTC day
 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "default": 50, "description": "at most 500"},
-    "offset": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0, "description": "rows to skip"},
+    "offset": {
+        "type": "integer",
+        "minimum": 0,
+        "default": 0,
+        "description": "rows to skip: at most 10,000, but on an archive's member list",
+    },
     "cursor": {
         "type": "string",
         "description": "the next_cursor of the page before: the page of runs after it (offset counts from there)",
@@ -227,7 +232,7 @@ def _response_schema(name: str | None) -> dict[str, Any] | None:
                 "next_cursor": {
                     "type": "string",
                     "nullable": True,
-                    "description": "run lists: pass as cursor for the next page; null on the last page",
+                    "description": "run lists: pass as cursor for the next page; null when this page is not full",
                 },
             },
         }

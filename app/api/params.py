@@ -28,8 +28,11 @@ def job_id_param(value: str) -> uuid.UUID:
         raise ApiError(400, str(error), "invalid_id") from None
 
 
-def pagination(args: Mapping[str, str]) -> tuple[int, int]:
-    """Return ``(limit, offset)``: limit ≥ 1 (default 50, capped at 500), 0 ≤ offset ≤ 10,000."""
+def pagination(args: Mapping[str, str], *, max_offset: int | None = MAX_OFFSET) -> tuple[int, int]:
+    """Return ``(limit, offset)``: limit ≥ 1 (default 50, capped at 500), 0 ≤ offset ≤ ``max_offset``.
+
+    Lists whose depth is bounded by nature (one archive's members) pass ``max_offset=None``.
+    """
     raw_limit = args.get("limit")
     raw_offset = args.get("offset")
     if raw_limit is None:
@@ -44,11 +47,11 @@ def pagination(args: Mapping[str, str]) -> tuple[int, int]:
         offset = int(raw_offset)
     else:
         raise ApiError(400, f"offset must be a whole number of at least 0, got {raw_offset[:40]!r}")
-    if offset > MAX_OFFSET:
+    if max_offset is not None and offset > max_offset:
         raise ApiError(
             400,
-            f"offset must be at most {MAX_OFFSET:,}: page on with the next_cursor of run lists, "
-            "or narrow the list with start_date/end_date",
+            f"offset must be at most {max_offset:,}: narrow the list with start_date/end_date "
+            "(run lists also page on with next_cursor)",
         )
     return limit, offset
 

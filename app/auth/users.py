@@ -85,11 +85,11 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
 
 def rotate_token(session: Session, user: User) -> str:
     """Give a user a new API token, invalidating the old one; return the new token."""
-    token = new_token()
-    if user.api_token_hash:
-        TOKENS.forget(user.api_token_hash)
+    token, old = new_token(), user.api_token_hash
     user.api_token_hash = hash_token(token)
     session.commit()
+    if old:
+        TOKENS.forget(old)  # after the commit: a request in between cannot cache it again
     return token
 
 

@@ -116,8 +116,9 @@ class ReadBack:
         self.thread.start()
 
     def _run(self, codec: str) -> None:
-        members = Pipe(self.hasher.feed)  # members are hashed on the other core while this one decodes
+        members: Pipe | None = None
         try:
+            members = Pipe(self.hasher.feed)  # members are hashed on the other core while this one decodes
             reader = HashingReader(self.follower)  # type: ignore[arg-type]
             stream = decompressor(reader, codec)
             while chunk := stream.read(STREAM_BLOCK):
@@ -130,7 +131,8 @@ class ReadBack:
             self.error = error
         finally:
             try:
-                members.close()
+                if members is not None:
+                    members.close()
             except BaseException as error:
                 self.error = self.error or error
 

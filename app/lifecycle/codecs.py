@@ -31,6 +31,7 @@ ZSTD_LEVEL = 3
 # Members already compressed (images, PDFs, archives, video) go in frames of zstd's fast level:
 # measured on the bench mix, PNG and PDF keep their ratio (1.17, 1.12) at 2-4x the speed of level 3.
 ZSTD_PACKED_LEVEL = -5
+PACKED_FRAME_MIN = 256 * 1024  # smaller packed members stay in the text frame they fall in
 PACKED_SUFFIXES = frozenset(
     ".png .jpg .jpeg .gif .webp .avif .heic .pdf .zip .gz .tgz .bz2 .xz .zst .7z .rar .br "
     ".mp4 .webm .mov .mkv .mp3 .ogg .woff .woff2 .docx .xlsx .pptx .odt .ods .epub".split()
@@ -134,21 +135,29 @@ class ZstdFrames(io.RawIOBase):
     Text (JSON, logs, HTML) is compressed at ``ZSTD_LEVEL``; members already compressed at
     ``ZSTD_PACKED_LEVEL``, which keeps their (small) ratio at a fraction of the time. A zstd
     stream may hold any number of frames: ``zstd -d``, ``tar --zstd`` and our reader read them
-    as one. The tar writer says which member comes next with ``member(name)``.
+    as one. The tar writer says which member comes next with ``member(name, size)``.
     """
 
     def __init__(self, raw: BinaryIO):
         self.raw = raw
         self.level = ZSTD_LEVEL
         self._frame = None
+        self._compressors: dict[int, zstandard.ZstdCompressor] = {}  # one per level, reused frame after frame
         spare = _spare_cores()
         self._threads = spare if spare > 1 else 0
 
     def writable(self) -> bool:
         return True
 
-    def member(self, name: str) -> None:
-        level = ZSTD_PACKED_LEVEL if is_packed(name) else ZSTD_LEVEL
+    def member(self, name: str, size: int) -> None:
+        if is_packed(name):
+            if size < PACKED_FRAME_MIN:
+                # A small image stays in the frame at hand: a frame per file would cost each
+                # HTML or JSON page the window that lets it compress against the ones before.
+                return
+            level = ZSTD_PACKED_LEVEL
+        else:
+            level = ZSTD_LEVEL
         if level != self.level:
             self._end_frame()
             self.level = level
@@ -160,7 +169,10 @@ class ZstdFrames(io.RawIOBase):
 
     def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
         if self._frame is None:
-            cctx = zstandard.ZstdCompressor(level=self.level, threads=self._threads, write_checksum=True)
+            cctx = self._compressors.get(self.level)
+            if cctx is None:
+                cctx = zstandard.ZstdCompressor(level=self.level, threads=self._threads, write_checksum=True)
+                self._compressors[self.level] = cctx
             self._frame = cctx.stream_writer(self.raw, closefd=False)
         self._frame.write(data)
         return len(data)
@@ -247,8 +259,9 @@ class PipelinedDecompressor(io.RawIOBase):
 
     def _produce(self, raw: BinaryIO, codec: str) -> None:
         # Members are hashed in a third thread: decoding, hashing and writing files share the cores.
-        members = Pipe(self.hasher.feed) if self.hasher is not None else None
+        members: Pipe | None = None
         try:
+            members = Pipe(self.hasher.feed) if self.hasher is not None else None
             reader = HashingReader(raw)
             stream = decompressor(reader, codec)
             while chunk := stream.read(STREAM_BLOCK):

@@ -112,8 +112,8 @@ def write_tar(root: Path, stream: BinaryIO, spans: list[tuple[int, int]] | None 
                 tar.addfile(tarinfo)
                 members.append(Member(relpath, "dir"))
             else:
-                if hasattr(stream, "member"):
-                    stream.member(relpath)  # the compressor may pick a level for this member's bytes
+                if hasattr(stream, "member"):  # the compressor may pick a level for this member's bytes
+                    stream.member(relpath, info.st_size)
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb", buffering=0) as handle:
                     tarinfo.size = os.fstat(fd).st_size
