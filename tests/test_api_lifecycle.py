@@ -1,10 +1,7 @@
 """The API's lifecycle endpoints: archived list, actions (202 + tasks), undelete, retention, tasks."""
 
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from rq import Queue
@@ -12,8 +9,7 @@ from rq import Queue
 from app import tasks
 from app.lifecycle import archival, deletion
 from app.models import Job, LifecycleEvent
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_burst_worker
 
 
 @pytest.fixture
@@ -51,14 +47,7 @@ def test_archive_now_answers_202_with_a_task_a_worker_then_runs(member, lc, make
     assert response.json == {"task_id": task_id, "status": "queued"}
     assert response.headers["Location"].endswith(f"/api/scraper/tasks/{task_id}")
     assert member.get(f"/api/scraper/tasks/{task_id}").json == {"task_id": task_id, "status": "queued", "progress": 0}
-    subprocess.run(
-        [sys.executable, "worker.py", "--burst"],
-        cwd=ROOT,
-        env=process_env,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    run_burst_worker(process_env, timeout=120)
     done = member.get(f"/api/scraper/tasks/{task_id}").json
     assert done["status"] == "finished" and done["progress"] == 100
     assert done["result"] == {"job_id": str(job.id), "outcome": "succeeded"}
@@ -74,14 +63,7 @@ def test_a_failed_task_reports_its_error(member, lc, make_run, redis_db, process
     task_id = member.post(f"/api/scraper/jobs/{job.id}/archive").json["task_id"]
     archival.archive_run(lc, job.id, actor="scheduler")  # meanwhile archived, then its folder…
     deletion.delete_run(lc, job.id, actor="ada", reason="gone", strategy="hard")  # …and the run vanish
-    subprocess.run(
-        [sys.executable, "worker.py", "--burst"],
-        cwd=ROOT,
-        env=process_env,
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    run_burst_worker(process_env, timeout=120)
     body = member.get(f"/api/scraper/tasks/{task_id}").json
     assert body["status"] in ("failed", "queued")  # failed, or scheduled for a retry with backoff
     if body["status"] == "failed":
