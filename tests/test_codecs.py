@@ -126,3 +126,31 @@ def test_packed_members_are_known_by_their_suffix(name, packed):
     from app.lifecycle.codecs import is_packed
 
     assert is_packed(name) is packed
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 2), (4, 4), (64, 8)])
+def test_zstd_compresses_with_a_worker_per_core_and_stays_one_valid_stream(monkeypatch, cores, workers):
+    import zstandard
+
+    from app.lifecycle import codecs
+
+    monkeypatch.setattr(codecs.os, "cpu_count", lambda: cores)
+    assert codecs._zstd_workers() == workers
+    made = []
+    real = zstandard.ZstdCompressor
+
+    def recording(**options):  # type: ignore[no-untyped-def]
+        made.append(options["threads"])
+        return real(**options)
+
+    monkeypatch.setattr(codecs.zstandard, "ZstdCompressor", recording)
+    text = b"".join(b'{"id": %d, "title": "book %d"}\n' % (i, i % 97) for i in range(200_000))
+    raw = io.BytesIO()
+    frames = codecs.ZstdFrames(raw)
+    frames.member("results.json", len(text))
+    for start in range(0, len(text), 1 << 20):
+        frames.write(text[start : start + (1 << 20)])
+    frames.close()
+    assert made == [workers]
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw.getvalue()), read_across_frames=True)
+    assert reader.read() == text
