@@ -20,9 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP) ## Create .venv and install the pinned dependencies
 
-run: venv ## Migrate the database, create the first admin, start web + worker + scheduler
+run: venv ## Migrate the database, create the first admin and demo runs, start web + worker + scheduler
 	$(FLASK) db upgrade
 	$(FLASK) users ensure-admin
+	$(FLASK) demo seed --first-start
 	$(PY) scripts/run.py
 
 test: venv ## Lint, then run the whole suite on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set

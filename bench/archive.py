@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.demo import json_blob, log_blob, pdf_blob, png_blob, record_pool
 from bench.results import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +56,6 @@ TAR_SAFE = {
 }
 SLOW_CODECS = {"bz2", "xz"}  # minutes per GB: measured on the small run only
 
-WORDS = (
-    "book title price stock rating category travel mystery fiction history poetry science music art "
-    "available yes no star one two three four five description product upc tax reviews page next "
-    "catalogue light in attic tipping velvet soumission sharp objects sapiens requiem red dream"
-).split()
-
 
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -70,77 +65,10 @@ def parse_size(text: str) -> int:
 # -- the realistic run -------------------------------------------------------------------------------
 
 
-def _json_blob(rng: random.Random, size: int, pool: list[str]) -> bytes:
-    parts, total = ['{"items": ['], 0
-    while total < size:
-        record = rng.choice(pool)
-        parts.append(record)
-        parts.append(",")
-        total += len(record) + 1
-    parts.append("{}]}")
-    return "".join(parts).encode()
-
-
-def _log_blob(rng: random.Random, size: int) -> bytes:
-    lines, total = [], 0
-    levels = ["INFO", "INFO", "INFO", "DEBUG", "WARNING", "ERROR"]
-    while total < size:
-        line = (
-            f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
-            f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z {rng.choice(levels)} [worker-{rng.randint(1, 8)}] "
-            f"fetched https://books.toscrape.com/catalogue/page-{rng.randint(1, 5000)}.html "
-            f"status={rng.choice([200, 200, 200, 301, 404, 500])} bytes={rng.randint(1000, 90000)} "
-            f"ms={rng.randint(20, 4000)}\n"
-        )
-        lines.append(line)
-        total += len(line)
-    return "".join(lines).encode()
-
-
-def _png_blob(rng: random.Random, size: int) -> bytes:
-    """Deflated pixel data (incompressible) with rows of flat background, as in a page screenshot.
-
-    The seed note puts screenshots at 10-20 % compressible; about 15 % of these rows are flat.
-    """
-    rows, total = [b"\x89PNG\r\n\x1a\n"], 8
-    while total < size:
-        row = bytes([rng.randint(240, 255)]) * 4096 if rng.random() < 0.15 else rng.randbytes(4096)
-        rows.append(row)
-        total += len(row)
-    return b"".join(rows)[:size]
-
-
-def _pdf_blob(rng: random.Random, size: int) -> bytes:
-    """Compressed streams (incompressible) around text objects: ~10 % compressible, as the seed note says."""
-    text = b"BT /F1 12 Tf 72 712 Td (Invoice for order %d, total %d.%02d EUR) Tj ET\n"
-    parts, total = [b"%PDF-1.7\n"], 9
-    while total < size:
-        if rng.random() < 0.12:
-            part = b"".join(text % (rng.randint(1, 99999), rng.randint(1, 999), rng.randint(0, 99)) for _ in range(60))
-        else:
-            part = rng.randbytes(4096)
-        parts.append(part)
-        total += len(part)
-    return b"".join(parts)[:size]
-
-
 def generate_run(folder: Path, size: int, seed: int = 7) -> dict[str, int]:
     """Write a run folder of about ``size`` bytes: 30 % JSON, 15 % logs, 40 % PNG, 15 % PDF."""
     rng = random.Random(seed)
-    pool = [
-        json.dumps(
-            {
-                "id": i,
-                "title": " ".join(rng.choices(WORDS, k=rng.randint(2, 6))).title(),
-                "price": f"£{rng.randint(10, 60)}.{rng.randint(0, 99):02d}",
-                "rating": rng.choice(["One", "Two", "Three", "Four", "Five"]),
-                "in_stock": rng.random() > 0.2,
-                "url": f"https://books.toscrape.com/catalogue/item_{rng.randint(1, 10**6)}/index.html",
-                "description": " ".join(rng.choices(WORDS, k=rng.randint(10, 40))),
-            }
-        )
-        for i in range(20000)
-    ]
+    pool = record_pool(rng)
     shares = {"results": 0.30, "logs": 0.15, "screenshots": 0.40, "pdfs": 0.15}
     spans = {
         "results": (50_000, 600_000),
@@ -149,10 +77,10 @@ def generate_run(folder: Path, size: int, seed: int = 7) -> dict[str, int]:
         "pdfs": (100_000, 3_000_000),
     }
     makers = {
-        "results": (lambda n: _json_blob(rng, n, pool), "page-{:05d}.json"),
-        "logs": (lambda n: _log_blob(rng, n), "run-{:03d}.log"),
-        "screenshots": (lambda n: _png_blob(rng, n), "shot-{:05d}.png"),
-        "pdfs": (lambda n: _pdf_blob(rng, n), "doc-{:05d}.pdf"),
+        "results": (lambda n: json_blob(rng, n, pool), "page-{:05d}.json"),
+        "logs": (lambda n: log_blob(rng, n), "run-{:03d}.log"),
+        "screenshots": (lambda n: png_blob(rng, n), "shot-{:05d}.png"),
+        "pdfs": (lambda n: pdf_blob(rng, n), "doc-{:05d}.pdf"),
     }
     written = {}
     for kind, share in shares.items():
