@@ -11,6 +11,7 @@ from typing import Any
 from flask import url_for
 
 from app import tasks
+from app.actions import check_archive, check_restore, check_retention, check_undelete, deletion_strategy
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
@@ -21,8 +22,7 @@ from app.api.schemas import job_json
 from app.extensions import lifecycle, settings
 from app.lifecycle import deletion
 from app.lifecycle.archival import load_run
-from app.lifecycle.runs import tier_of
-from app.models import FINISHED_STATUSES, Job
+from app.models import Job
 
 
 def accepted(rq_job: Any) -> Any:
@@ -34,12 +34,6 @@ def enqueue_for(task: Any, job: Job, *args: Any) -> Any:
     """Hand one run's action to RQ on behalf of the caller → 202."""
     user = current_user()
     return accepted(tasks.enqueue(task, str(job.id), user.username, *args, owner=str(user.id)))
-
-
-def require_tier(job: Job, *tiers: str) -> None:
-    tier = tier_of(job)
-    if tier not in tiers:
-        raise ApiError(409, f"run {job.id} is {tier}; this needs a run that is {' or '.join(tiers)}", "wrong_tier")
 
 
 def _reason(body: dict[str, Any], *, required: bool) -> str | None:
@@ -58,9 +52,7 @@ def archive_job(job_id: str) -> Any:
     """Archive the run now (a manual override of the age rule) → 202 with a task."""
     job = visible_job(job_id)
     body = _optional_body({"reason"})
-    require_tier(job, "active")
-    if job.status not in FINISHED_STATUSES:
-        raise ApiError(409, f"run {job.id} is {job.status}; only finished runs are archived", "not_finished")
+    check_archive(job)
     return enqueue_for(tasks.archive_job, job, _reason(body, required=False))
 
 
@@ -70,7 +62,7 @@ def restore_job(job_id: str) -> Any:
     """Restore a working copy of an archived run into jobs/ → 202 with a task."""
     job = visible_job(job_id)
     body = _optional_body({"reason"})
-    require_tier(job, "archived")
+    check_restore(job)
     return enqueue_for(tasks.restore_job, job, _reason(body, required=False))
 
 
@@ -81,20 +73,7 @@ def delete_job(job_id: str) -> Any:
     job = visible_job(job_id)
     body = json_body({"reason", "strategy"})
     reason = _reason(body, required=True)
-    user = current_user()
-    strategy = body.get("strategy")
-    if strategy is not None:
-        if strategy not in deletion.STRATEGIES:
-            raise ApiError(400, "strategy must be soft or hard")
-        if not user.is_admin:
-            raise ApiError(403, "only admins choose the deletion strategy")
-    effective = strategy or settings().deletion_strategy
-    if effective == "hard" and not user.is_admin:
-        raise ApiError(403, "only admins may hard-delete (DELETION_STRATEGY is hard)")
-    if job.deleted_at is not None and effective == "soft":
-        raise ApiError(409, f"run {job.id} is already deleted", "wrong_tier")
-    if job.status not in FINISHED_STATUSES:
-        raise ApiError(409, f"run {job.id} is {job.status}; finish or cancel it first", "not_finished")
+    effective = deletion_strategy(job, current_user(), body.get("strategy"), settings().deletion_strategy)
     return enqueue_for(tasks.delete_job, job, reason, effective)
 
 
@@ -104,7 +83,7 @@ def undelete_job(job_id: str) -> Any:
     """Bring a soft-deleted run back within its grace period → 200 with the run."""
     job = visible_job(job_id)
     body = _optional_body({"reason"})
-    require_tier(job, "deleted")
+    check_undelete(job)
     deletion.undelete_run(lifecycle(), job.id, actor=current_user().username, reason=_reason(body, required=False))
     return job_json(load_run(lifecycle(), job.id))
 
@@ -116,8 +95,7 @@ def extend_job_retention(job_id: str) -> Any:
     job = visible_job(job_id)
     body = json_body({"retain_until", "keep_forever", "reason"})
     user = current_user()
-    if job.created_by != user.id and not user.is_admin:
-        raise ApiError(403, "only admins change the retention of others' runs")
+    check_retention(job, user)
     reason = _reason(body, required=True)
     keep_forever = body.get("keep_forever")
     if keep_forever is not None and not isinstance(keep_forever, bool):

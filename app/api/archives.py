@@ -10,8 +10,8 @@ from typing import Any
 from flask import Response, request, send_file, stream_with_context
 from sqlalchemy import select
 
+from app.actions import require_tier
 from app.api import bp
-from app.api.actions import require_tier
 from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import visible_job

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.actions import Refused
 from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.naming import BadJobId
 
@@ -52,6 +53,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Any:
         return error_response(error.status, error.message, error.code, error.headers)
+
+    @app.errorhandler(Refused)
+    def _refused(error: Refused) -> Any:
+        return error_response(error.status, error.message, error.code)
 
     @app.errorhandler(BadJobId)
     def _bad_id(error: BadJobId) -> Any:
