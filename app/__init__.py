@@ -13,7 +13,7 @@ from flask import Flask
 
 from app.config import ConfigError, Settings, load_settings
 from app.db_session import ping_when_idle, utc_sessions
-from app.extensions import db, migrate
+from app.extensions import csrf, db, migrate
 from app.json_provider import use_orjson
 
 __all__ = ["ConfigError", "create_app"]
@@ -31,6 +31,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS=dict(ENGINE_OPTIONS),  # Flask-SQLAlchemy adds to it
         SECRET_KEY=os.environ.get("SECRET_KEY") or _instance_secret_key(app.instance_path),
         MAX_CONTENT_LENGTH=1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session: long-open dashboards keep working
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     app.config.update(overrides)
     # A path with "//" is refused as it stands, not redirected: `files//etc/passwd` is an absolute path.
@@ -89,6 +92,7 @@ def _instance_secret_key(instance_path: str) -> str:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    csrf.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"))
 
     with app.app_context():
@@ -101,11 +105,14 @@ def register_blueprints(app: Flask) -> None:
     from app.api.errors import register_error_handlers
     from app.api.openapi import bp as openapi_bp
     from app.health import bp as health_bp
+    from app.web import bp as web_bp
 
+    csrf.exempt(api_bp)  # token-authenticated: no cookie, so nothing to forge
     app.register_blueprint(api_bp, url_prefix="/api/scraper")
     app.register_blueprint(openapi_bp)
     app.register_blueprint(health_bp)
     register_error_handlers(app)
+    app.register_blueprint(web_bp)
 
 
 def register_commands(app: Flask) -> None:

@@ -7,6 +7,7 @@ import sqlite3
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from redis import Redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from app.models import Base
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+csrf = CSRFProtect()  # every form and HTMX post of the dashboard; the token API is exempt
 
 
 @event.listens_for(Engine, "connect")

@@ -7,18 +7,32 @@ it with backoff and the failure shows.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import datetime
 from typing import Any
 
 from rq import Queue, Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
 
 from app.extensions import lifecycle, redis_connection
 from app.lifecycle import archival, deletion, passes
 from app.lifecycle.naming import parse_job_id
 
 QUEUE_NAME = "agar"
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TASK_STATES = {
+    "queued": "queued",
+    "deferred": "queued",
+    "scheduled": "queued",
+    "started": "started",
+    "finished": "finished",
+    "failed": "failed",
+    "stopped": "failed",
+    "canceled": "failed",
+}
 RETRY = Retry(max=3, interval=[30, 120, 600])
 TIMEOUTS = {"batch": 6 * 3600, "run": 3600}
 
@@ -42,6 +56,28 @@ def enqueue(  # type: ignore[no-untyped-def]
         failure_ttl=30 * 24 * 3600,
         meta={"progress": 0, "owner": owner},
     )
+
+
+def task_state(task_id: str, user_id: uuid.UUID, is_admin: bool) -> dict[str, Any] | None:
+    """State, progress (0-100) and result or error of a task the user may see; None if there is none.
+
+    Members see only the tasks they started; ``task_id`` must already match ``TASK_ID``.
+    """
+    try:
+        task = RQJob.fetch(task_id, connection=redis_connection())
+    except NoSuchJobError:
+        return None
+    if not is_admin and task.meta.get("owner") != str(user_id):
+        return None
+    status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
+    body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
+    if status == "finished":
+        body["progress"] = 100
+        body["result"] = task.meta.get("result", task.return_value())
+    if status == "failed":
+        latest = task.latest_result()
+        body["error"] = (latest.exc_string or "failed").strip().splitlines()[-1] if latest else "failed"
+    return body
 
 
 class _Progress:

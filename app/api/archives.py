@@ -7,7 +7,7 @@ import mimetypes
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, request, send_file, stream_with_context
+from flask import Response, request, stream_with_context
 from sqlalchemy import select
 
 from app.actions import require_tier
@@ -19,9 +19,10 @@ from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import in_date_range, pagination
 from app.api.schemas import page
+from app.downloads import archive_download
 from app.extensions import db, lifecycle
 from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
-from app.lifecycle.naming import run_folder_name, safe_member_path
+from app.lifecycle.naming import safe_member_path
 from app.lifecycle.runs import is_archived, runs_visible_to
 from app.models import ArchiveMember, Job, count_rows
 
@@ -56,21 +57,7 @@ def archived_job(job_id: str) -> Job:
 @documented(ok=(200, None), media="application/octet-stream")
 def download_archive(job_id: str) -> Any:
     """The archive file, streamed, with ETag and Repr-Digest (SHA-256), Range and If-None-Match."""
-    job = archived_job(job_id)
-    path = lifecycle().store.path(job.archive_path)  # type: ignore[arg-type]
-    name = f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
-    response = send_file(
-        path,
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=name,
-        conditional=True,
-        etag=job.archive_sha256,
-        max_age=0,
-    )
-    digest = base64.b64encode(bytes.fromhex(job.archive_sha256 or "")).decode()
-    response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
-    return response
+    return archive_download(archived_job(job_id))
 
 
 def _member_json(member: ArchiveMember) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from datetime import timedelta
@@ -11,8 +10,6 @@ from typing import Any
 import orjson
 from flask import current_app, request
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
-from rq.job import Job as RQJob
 from sqlalchemy import case, func, select
 
 from app.api import bp
@@ -34,6 +31,7 @@ from app.models import (
     count_rows,
     utcnow,
 )
+from app.tasks import TASK_ID, task_state
 
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
 COUNT_CAP = 10_000
@@ -43,40 +41,18 @@ STATS_TTL = 30  # figures are remade once this old
 STATS_KEEP = 3600  # stale figures are answered for at most this long while one request remakes them
 STATS_REFRESH_TIMEOUT = 120  # a refresher that died frees the lock after this
 _clock = time.time  # Unix time, shared by every web process through Redis
-_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_TASK_STATES = {
-    "queued": "queued",
-    "deferred": "queued",
-    "scheduled": "queued",
-    "started": "started",
-    "finished": "finished",
-    "failed": "failed",
-    "stopped": "failed",
-    "canceled": "failed",
-}
 
 
 @bp.get("/tasks/<task_id>")
 @documented(ok=(200, "Task"))
 def get_task(task_id: str) -> Any:
     """State, progress (0–100) and result or error of a background task."""
-    if not _TASK_ID.match(task_id):
+    if not TASK_ID.match(task_id):
         raise ApiError(400, "a task id has only letters, digits, '_' and '-'", "invalid_id")
-    try:
-        task = RQJob.fetch(task_id, connection=redis_connection())
-    except NoSuchJobError:
-        raise ApiError(404, f"no task {task_id}") from None
     user = current_user()
-    if not user.is_admin and task.meta.get("owner") != str(user.id):
+    body = task_state(task_id, user.id, user.is_admin)
+    if body is None:
         raise ApiError(404, f"no task {task_id}")
-    status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
-    body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
-    if status == "finished":
-        body["progress"] = 100
-        body["result"] = task.meta.get("result", task.return_value())
-    if status == "failed":
-        latest = task.latest_result()
-        body["error"] = (latest.exc_string or "failed").strip().splitlines()[-1] if latest else "failed"
     return body
 
 

@@ -1,0 +1,92 @@
+"""The dashboard: server-rendered pages, with HTMX for acting on a run in place.
+
+Pages read without JavaScript. Actions are forms: HTMX posts them in place (the CSRF token rides in
+a header set on ``<body>``) and a browser without JavaScript posts them and follows the redirect
+back. Every action passes the same checks (``app.actions``) and runs as the same RQ task
+(``app.tasks``) as its JSON API twin: the dashboard is one more thin door into the core.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
+
+from app.actions import Refused
+from app.auth.users import Caller
+from app.extensions import db
+from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.naming import BadJobId
+from app.models import User
+
+bp = Blueprint("web", __name__)
+PUBLIC = {"web.login", "static"}
+
+
+@bp.before_request
+def load_user() -> Any:
+    """Name the logged-in user (``g.web_user``); send everyone else to the login page."""
+    g.web_user = None
+    raw = session.get("user_id")
+    if raw:
+        try:
+            user = db.session.get(User, uuid.UUID(raw))
+        except ValueError:
+            user = None
+        # The session also names the password it was opened with: a new password closes old sessions.
+        if user is not None and session.get("password") == user.password_hash[-16:]:
+            g.web_user = Caller.of(user)
+        else:
+            session.clear()
+    if g.web_user is None and request.endpoint not in PUBLIC:
+        if request.headers.get("HX-Request"):
+            return "", 401, {"HX-Redirect": url_for("web.login")}
+        return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+    return None
+
+
+def web_user() -> Caller:
+    return g.web_user
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path of this site only (no open redirects)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("web.runs")
+
+
+def error_page(status: int, message: str) -> Any:
+    """An error as a page, or as a line in place when HTMX asked (it swaps 4xx answers too)."""
+    if request.headers.get("HX-Request"):
+        return render_template("_error.html", message=message), status
+    return render_template("error.html", status=status, message=message), status
+
+
+@bp.errorhandler(BadJobId)
+def _bad_id(error: BadJobId) -> Any:
+    return error_page(400, str(error))
+
+
+@bp.errorhandler(RunNotFound)
+def _not_found(error: RunNotFound) -> Any:
+    return error_page(404, "There is no such run, or it is not yours to see.")
+
+
+@bp.errorhandler(Refused)
+def _refused(error: Refused) -> Any:
+    return error_page(error.status, error.message)
+
+
+@bp.errorhandler(RunConflict)
+def _conflict(error: RunConflict) -> Any:
+    return error_page(409, str(error))
+
+
+@bp.errorhandler(RuleViolation)
+def _rule(error: RuleViolation) -> Any:
+    return error_page(422, str(error))
+
+
+from app.web import pages  # noqa: E402,F401  (routes register themselves on bp)

@@ -1,0 +1,320 @@
+"""The dashboard's pages: log in, the runs of each tier, one run with its history and actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from flask import flash, redirect, render_template, request, session, url_for
+from sqlalchemy import String, cast, func, or_, select
+
+from app import tasks
+from app.actions import (
+    Refused,
+    check_archive,
+    check_restore,
+    check_retention,
+    check_undelete,
+    deletion_strategy,
+    require_tier,
+)
+from app.auth.users import user_for_password
+from app.downloads import archive_download
+from app.extensions import db, lifecycle, settings
+from app.lifecycle import deletion
+from app.lifecycle.errors import RunNotFound
+from app.lifecycle.naming import parse_job_id, run_folder_name
+from app.lifecycle.runs import is_active, is_archived, runs_visible_to, tier_of
+from app.models import FINISHED_STATUSES, Job, LifecycleEvent, User
+from app.web import bp, error_page, safe_next, web_user
+
+PAGE_SIZE = 50
+COUNT_CAP = 10_000
+TIERS = {
+    "active": ("Active", is_active),
+    "archived": ("Archived", is_archived),
+    "deleted": ("Deleted", lambda: Job.deleted_at.is_not(None)),
+}
+# The long work each button starts, and what the page says while it runs.
+TASKS = {
+    "archive": (tasks.archive_job, "Archiving"),
+    "restore": (tasks.restore_job, "Restoring"),
+    "delete": (tasks.delete_job, "Deleting"),
+}
+MAX_REASON = 1000
+
+
+# -- logging in ------------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        user = user_for_password(db.session, username, password) if username and password else None
+        if user is not None:
+            session.clear()
+            session["user_id"] = str(user.id)
+            session["password"] = user.password_hash[-16:]
+            return redirect(safe_next(request.args.get("next")))
+        error = "Wrong username or password."
+    status = 401 if error else 200
+    return render_template("login.html", error=error, next=request.args.get("next", "")), status
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/")
+def index() -> Any:
+    return redirect(url_for("web.runs"))
+
+
+# -- the runs of a tier ----------------------------------------------------------------------------
+
+
+def _page_number(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or not 1 <= int(raw) <= COUNT_CAP // PAGE_SIZE + 1:
+        raise Refused(400, f"page must be a whole number from 1 to {COUNT_CAP // PAGE_SIZE + 1}")
+    return int(raw)
+
+
+def _capped_count(query: Any) -> int:
+    return db.session.scalar(select(func.count()).select_from(query.limit(COUNT_CAP + 1).subquery())) or 0
+
+
+@bp.get("/runs")
+def runs() -> Any:
+    user = web_user()
+    tier = request.args.get("tier", "active")
+    if tier not in TIERS:
+        raise Refused(400, "tier must be active, archived or deleted")
+    text = request.args.get("q", "").strip()
+    if len(text) > 200:
+        raise Refused(400, "the search text is at most 200 characters")
+    number = _page_number(request.args.get("page"))
+    visible = runs_visible_to(user.id, user.is_admin)
+    counts = {name: _capped_count(visible.where(condition())) for name, (_label, condition) in TIERS.items()}
+    query = visible.where(TIERS[tier][1]())
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (Job.name, Job.scraper, Job.folder_name, cast(Job.id, String))
+                )
+            )
+        )
+    shown = _capped_count(query) if text else counts[tier]
+    rows = db.session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id.desc()).limit(PAGE_SIZE).offset((number - 1) * PAGE_SIZE)
+    ).all()
+    owners = _owner_names({job.created_by for job in rows}) if user.is_admin else {}
+    return render_template(
+        "runs.html",
+        tier=tier,
+        tiers={name: label for name, (label, _condition) in TIERS.items()},
+        counts=counts,
+        cap=COUNT_CAP,
+        jobs=rows,
+        owners=owners,
+        q=text,
+        page=number,
+        pages=max(1, -(-min(shown, COUNT_CAP) // PAGE_SIZE)),
+        shown=shown,
+    )
+
+
+def _owner_names(ids: set[Any]) -> dict[Any, str]:
+    ids.discard(None)
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
+
+
+# -- one run -----------------------------------------------------------------------------------------
+
+
+def visible_run(raw_id: str) -> Job:
+    job = db.session.get(Job, parse_job_id(raw_id))
+    user = web_user()
+    if job is None or not (user.is_admin or job.created_by == user.id):
+        raise RunNotFound(raw_id)
+    return job
+
+
+@bp.get("/runs/<job_id>")
+def run(job_id: str) -> Any:
+    job = visible_run(job_id)
+    user = web_user()
+    events = db.session.scalars(
+        select(LifecycleEvent)
+        .where(LifecycleEvent.job_id == job.id)
+        .order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
+        .limit(100)
+    ).all()
+    task_id = request.args.get("task", "")
+    task = None
+    if task_id and tasks.TASK_ID.match(task_id):
+        task = tasks.task_state(task_id, user.id, user.is_admin)
+    owner = db.session.get(User, job.created_by) if job.created_by else None
+    return render_template(
+        "run.html",
+        job=job,
+        tier=tier_of(job),
+        folder=run_folder_name(job.folder_name, job.id) if job.folder_name else str(job.id),
+        owner=owner.username if owner else None,
+        events=events,
+        task=task,
+        task_label=request.args.get("doing", ""),
+        can=_possible_actions(job),
+        settings=settings(),
+        grace_until=_grace_until(job),
+    )
+
+
+def _possible_actions(job: Job) -> dict[str, bool]:
+    user = web_user()
+    tier = tier_of(job)
+    finished = job.status in FINISHED_STATUSES
+    return {
+        "archive": tier == "active" and finished,
+        "restore": tier == "archived",
+        "download": tier == "archived" and bool(job.archive_path),
+        "extend": tier != "deleted" and (user.is_admin or job.created_by == user.id),
+        "delete": finished and tier != "deleted",
+        "undelete": tier == "deleted" and job.purged_at is None,
+        "choose_strategy": user.is_admin,
+    }
+
+
+def _grace_until(job: Job) -> datetime | None:
+    if job.deleted_at is None or job.purged_at is not None:
+        return None
+    from datetime import timedelta
+
+    return job.deleted_at + timedelta(days=settings().delete_grace_days)
+
+
+def _reason(*, required: bool) -> str | None:
+    reason = request.form.get("reason", "").strip()
+    if len(reason) > MAX_REASON:
+        raise Refused(400, f"the reason is at most {MAX_REASON} characters")
+    if required and not reason:
+        raise Refused(400, "say why: a reason is required")
+    return reason or None
+
+
+def _start(action: str, job: Job, *args: Any) -> Any:
+    """Queue the action's task and show its progress: in place for HTMX, on the run's page otherwise."""
+    user = web_user()
+    function, label = TASKS[action]
+    task = tasks.enqueue(function, str(job.id), user.username, *args, owner=str(user.id))
+    if request.headers.get("HX-Request"):
+        state = {"task_id": task.id, "status": "queued", "progress": 0}
+        return render_template("_task.html", task=state, label=label, job=job)
+    return redirect(url_for("web.run", job_id=job.id, task=task.id, doing=label))
+
+
+@bp.post("/runs/<job_id>/archive")
+def archive(job_id: str) -> Any:
+    job = visible_run(job_id)
+    check_archive(job)
+    return _start("archive", job, _reason(required=False))
+
+
+@bp.post("/runs/<job_id>/restore")
+def restore(job_id: str) -> Any:
+    job = visible_run(job_id)
+    check_restore(job)
+    return _start("restore", job, _reason(required=False))
+
+
+@bp.post("/runs/<job_id>/delete")
+def delete(job_id: str) -> Any:
+    job = visible_run(job_id)
+    reason = _reason(required=True)
+    if request.form.get("confirm") != "yes":
+        raise Refused(400, "confirm the deletion")
+    asked = request.form.get("strategy") or None
+    strategy = deletion_strategy(job, web_user(), asked, settings().deletion_strategy)
+    return _start("delete", job, reason, strategy)
+
+
+@bp.post("/runs/<job_id>/undelete")
+def undelete(job_id: str) -> Any:
+    job = visible_run(job_id)
+    check_undelete(job)
+    deletion.undelete_run(lifecycle(), job.id, actor=web_user().username, reason=_reason(required=False))
+    flash("The run is back.")
+    return _back_to(job)
+
+
+@bp.post("/runs/<job_id>/retention")
+def extend(job_id: str) -> Any:
+    job = visible_run(job_id)
+    user = web_user()
+    check_retention(job, user)
+    require_tier(job, "active", "archived")
+    reason = _reason(required=True)
+    keep_forever = request.form.get("keep_forever") == "yes"
+    raw_date = request.form.get("retain_until", "").strip()
+    retain_until = None
+    if raw_date:
+        try:
+            retain_until = datetime.combine(date.fromisoformat(raw_date), time.max, UTC)
+        except ValueError:
+            raise Refused(400, f"{raw_date!r} is not a date (YYYY-MM-DD)") from None
+        if retain_until <= datetime.now(UTC):
+            raise Refused(400, "keep it until a day still to come")
+    if retain_until is None and not keep_forever:
+        raise Refused(400, "choose a date to keep it until, or keep it forever")
+    deletion.extend_retention(
+        lifecycle(),
+        job.id,
+        actor=user.username,
+        reason=reason,
+        retain_until=retain_until,
+        keep_forever=True if keep_forever else None,  # type: ignore[arg-type]
+    )
+    flash("Retention extended.")
+    return _back_to(job)
+
+
+def _back_to(job: Job) -> Any:
+    url = url_for("web.run", job_id=job.id)
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url)
+
+
+@bp.get("/runs/<job_id>/download")
+def download(job_id: str) -> Any:
+    job = visible_run(job_id)
+    require_tier(job, "archived")
+    return archive_download(job)
+
+
+@bp.get("/tasks/<task_id>")
+def task(task_id: str) -> Any:
+    """The progress of a task the user started: polled by HTMX until it ends, then back to the run."""
+    if not tasks.TASK_ID.match(task_id):
+        return error_page(400, "a task id has only letters, digits, '_' and '-'")
+    user = web_user()
+    state = tasks.task_state(task_id, user.id, user.is_admin)
+    if state is None:
+        return error_page(404, "There is no such task, or it is not yours to see.")
+    job = visible_run(request.args.get("job", ""))
+    label = request.args.get("doing", "Working")[:40]
+    if state["status"] == "finished":
+        flash(f"{label} finished.")
+        return "", 204, {"HX-Redirect": url_for("web.run", job_id=job.id)}
+    return render_template("_task.html", task=state, label=label, job=job)

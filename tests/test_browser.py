@@ -1,0 +1,158 @@
+"""The dashboard in a real browser: headless Chromium (Playwright) against gunicorn and a real RQ worker.
+
+Controls are found by their visible, accessible names (SPEC §7), as a person finds them.
+Screenshots of each step are written to ``$AGAR_SCREENSHOTS`` when it is set, to look at.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(process_env, lc):
+    """gunicorn serving the test's database and storage, and an RQ worker beside it."""
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=process_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/login", timeout=1)
+                break
+            except OSError:
+                if web.poll() is not None:
+                    raise RuntimeError(f"gunicorn stopped: {web.stderr.read()[-2000:]}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        for process in (worker, web):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.set_default_timeout(30_000)
+        yield tab
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    folder = os.environ.get("AGAR_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def test_an_admin_logs_in_archives_restores_deletes_and_undeletes_a_run(live_server, page, lc, admin, make_run):
+    from playwright.sync_api import expect
+
+    job = make_run(days_ago=1, owner=admin.user.id, name="Book catalogue of Monday")
+    lc.session.commit()
+
+    page.goto(live_server + "/")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    shot(page, "1-runs")
+
+    page.get_by_role("link", name="Book catalogue of Monday").click()
+    expect(page.locator(".tier")).to_have_text("active")
+    page.get_by_role("button", name="Archive now").click()
+    expect(page.get_by_role("status").filter(has_text="Archiving finished.")).to_be_visible()
+    expect(page.locator(".tier")).to_have_text("archived")
+    expect(page.get_by_role("link", name="Download")).to_be_visible()
+    shot(page, "2-archived")
+
+    page.get_by_role("button", name="Restore").click()
+    expect(page.get_by_role("status").filter(has_text="Restoring finished.")).to_be_visible()
+    expect(page.get_by_text("Working copy")).to_be_visible()
+
+    page.get_by_text("Extend retention", exact=True).first.click()
+    page.get_by_label("Keep forever").check()
+    page.locator("#extend-reason").fill("legal hold")
+    page.get_by_role("button", name="Extend retention").click()
+    expect(page.get_by_role("status").filter(has_text="Retention extended.")).to_be_visible()
+    expect(page.get_by_text("kept forever")).to_be_visible()
+
+    page.locator("summary", has_text="Delete").click()
+    page.get_by_role("button", name="Confirm").click()  # no reason yet: the browser asks for one
+    expect(page.locator(".tier")).to_have_text("archived")
+    page.locator("#delete-reason").fill("duplicate of Tuesday's run")
+    shot(page, "3-delete")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("status").filter(has_text="Deleting finished.")).to_be_visible()
+    expect(page.locator(".tier")).to_have_text("deleted")
+    expect(page.get_by_text("duplicate of Tuesday's run").first).to_be_visible()
+    shot(page, "4-deleted")
+
+    page.get_by_role("button", name="Undelete").click()
+    expect(page.get_by_role("status").filter(has_text="The run is back.")).to_be_visible()
+    expect(page.locator(".tier")).to_have_text("archived")
+    history = page.locator("table.events")
+    for action in ("archive", "restore", "extend", "delete", "undelete"):
+        expect(history.get_by_role("cell", name=action, exact=True).first).to_be_visible()
+    shot(page, "5-history")
+    lc.session.expire_all()
+    assert lc.session.get(type(job), job.id).deleted_at is None
+
+
+def test_a_member_sees_only_their_runs_and_a_refusal_says_why(live_server, page, lc, member, other_member, make_run):
+    from playwright.sync_api import expect
+
+    running = make_run(days_ago=0, owner=member.user.id, status="running", name="Still scraping")
+    make_run(days_ago=1, owner=other_member.user.id, name="Olga's run")
+    lc.session.commit()
+    page.goto(live_server + f"/runs/{running.id}")
+    page.get_by_label("Username").fill("max")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Still scraping")).to_be_visible()  # back where it was going
+    expect(page.get_by_role("button", name="Archive now")).to_have_count(0)  # not finished yet
+    page.goto(live_server + "/runs")
+    expect(page.get_by_role("link", name="Still scraping")).to_be_visible()
+    expect(page.get_by_text("Olga's run")).to_have_count(0)
+    page.get_by_role("searchbox").fill("nothing like this")
+    expect(page.get_by_text("No active runs match")).to_be_visible()
+    shot(page, "6-member-search")
