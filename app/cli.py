@@ -19,7 +19,8 @@ from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
 from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.runs import is_active, is_archived
-from app.models import Job, count_rows
+from app.models import Job, count_rows, utcnow
+from app.monitoring import take_snapshot
 
 runs_cli = click.Group("runs", help="Archive, clean up, restore and repair runs.")
 
@@ -238,3 +239,19 @@ def status_command() -> None:
         ("due for purge", trash_due_for_purge(s, now)),
     ):
         click.echo(f"{label}: {count_rows(session, query)}")
+
+
+storage_cli = click.Group("storage", help="Storage figures.")
+
+
+@storage_cli.command("snapshot")
+def snapshot_command() -> None:
+    """Take this hour's storage snapshot now (what the scheduler does hourly)."""
+    snapshot, taken = take_snapshot(db.session, settings().scraper_data_path, utcnow())
+    click.echo(
+        f"{'took' if taken else 'this hour already has'} snapshot {snapshot.id} "
+        f"at {snapshot.taken_at:%Y-%m-%d %H:%M} UTC: "
+        f"active {snapshot.active_count} runs / {snapshot.active_bytes} bytes, "
+        f"archived {snapshot.archived_count} / {snapshot.archived_bytes}, trash {snapshot.trash_bytes} bytes, "
+        f"disk {snapshot.disk_free_bytes} of {snapshot.disk_total_bytes} bytes free"
+    )

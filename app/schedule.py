@@ -26,6 +26,7 @@ from app.config import Settings
 log = logging.getLogger("agar.schedule")
 
 CLAIM_TTL = timedelta(days=8)
+SNAPSHOT_SCHEDULE = "0 * * * *"  # storage snapshots, hourly (SPEC §4)
 QUEUE_NAME = "agar"
 
 
@@ -44,6 +45,7 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
     return [
         ScheduledTask("archive", settings.archive_schedule, "app.tasks.archive_old_runs"),
         ScheduledTask("cleanup", settings.cleanup_schedule, "app.tasks.cleanup_old_runs"),
+        ScheduledTask("snapshot", SNAPSHOT_SCHEDULE, "app.tasks.take_storage_snapshot", timeout=600),
     ]
 
 

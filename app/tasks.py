@@ -17,9 +17,11 @@ from rq import Queue, Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from app.extensions import lifecycle, redis_connection
+from app.extensions import db, lifecycle, redis_connection, settings
 from app.lifecycle import archival, deletion, passes
 from app.lifecycle.naming import parse_job_id
+from app.models import utcnow
+from app.monitoring import take_snapshot
 
 QUEUE_NAME = "agar"
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -137,6 +139,12 @@ def migrate_folder_names(actor: str = "scheduler", rename: bool = False) -> dict
     return _finish_pass(
         progress, passes.migrate_folder_names(lifecycle(), actor=actor, rename=rename, progress=progress)
     )
+
+
+def take_storage_snapshot() -> dict:
+    """The hourly storage snapshot (idempotent within the hour)."""
+    snapshot, taken = take_snapshot(db.session, settings().scraper_data_path, utcnow())
+    return _Progress().finish({"snapshot_id": snapshot.id, "taken": taken})
 
 
 def archive_job(job_id: str, actor: str, reason: str | None = None) -> dict:

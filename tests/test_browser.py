@@ -134,6 +134,13 @@ def test_an_admin_logs_in_archives_restores_deletes_and_undeletes_a_run(live_ser
     for action in ("archive", "restore", "extend", "delete", "undelete"):
         expect(history.get_by_role("cell", name=action, exact=True).first).to_be_visible()
     shot(page, "5-history")
+
+    page.get_by_role("link", name="Storage").click()
+    expect(page.locator(".plot .main-svg").first).to_be_visible()  # plotly.js, served by us, drew the charts
+    assert page.locator(".plot").count() == 4
+    shot(page, "7-storage")
+    page.get_by_role("link", name="Audit").click()
+    expect(page.get_by_role("cell", name="duplicate of Tuesday's run").first).to_be_visible()
     lc.session.expire_all()
     assert lc.session.get(type(job), job.id).deleted_at is None
 

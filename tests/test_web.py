@@ -310,3 +310,74 @@ def test_download_streams_the_archive_with_its_checksum(browse, member, lc, make
     assert hashlib.sha256(response.data).hexdigest() == archived.archive_sha256
     deletion.delete_run(lc, job.id, actor="test", reason="x", strategy="soft")
     assert browse(member).get(f"/runs/{job.id}/download").status_code == 409
+
+
+def test_the_storage_page_draws_its_charts_from_the_tables_and_shows_alerts(browse, member, lc, make_run, monkeypatch):
+    import dataclasses
+    import json
+
+    from app.models import Alert
+    from app.monitoring import take_snapshot
+
+    job = make_run(days_ago=10, owner=member.user.id)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    browser = browse(member)
+    page = browser.get("/storage").text
+    assert "plotly-4.1.1.min.js" in page and "cdn" not in page.lower()
+    figures = dict(re.findall(r'id="chart-([a-z-]+)" class="plot" data-figure="([^"]+)"', page))
+    assert set(figures) == {"tiers-now", "savings", "success", "deletions"}  # no trend before two snapshots
+    success = json.loads(figures["success"].replace("&#34;", '"').replace("&amp;", "&"))
+    assert success["layout"]["title"]["text"] == "Archive attempts per day (100.0 % succeeded)"
+    assert sum(success["data"][0]["y"]) == 1
+    assert "the trend over time appears once there are two snapshots (0 so far)" in page
+    now = datetime.now(UTC)
+    take_snapshot(lc.session, lc.settings.scraper_data_path, now - timedelta(hours=1))
+    take_snapshot(lc.session, lc.settings.scraper_data_path, now)
+    lc.session.add(Alert(kind="archive_failures", severity="warning", message="3 archives failed tonight"))
+    lc.session.commit()
+    from app.web import reports
+
+    low_threshold = dataclasses.replace(lc.settings, storage_alert_percent=1)  # any disk is past 1 %
+    monkeypatch.setattr(reports, "settings", lambda: low_threshold)
+    page = browser.get("/storage").text
+    assert 'id="chart-trend"' in page
+    assert "3 archives failed tonight" in page and "% full (alert at 1 %)" in page
+
+
+def test_the_audit_page_lists_actions_and_deletions_a_user_may_see(browse, member, other_member, admin, lc, make_run):
+    mine = make_run(days_ago=10, owner=member.user.id, name="my run")
+    theirs = make_run(days_ago=10, owner=other_member.user.id, name="olga's run")
+    for job in (mine, theirs):
+        archival.archive_run(lc, job.id, actor="scheduler")
+    deletion.delete_run(lc, mine.id, actor="max", reason="not needed", strategy="hard")
+    page = browse(member).get("/audit").text
+    deletions = page.split("Deletions")[1]
+    assert "not needed" in deletions and "my run" in deletions and "olga&#39;s run" not in page
+    every = browse(admin).get("/audit").text
+    assert "olga&#39;s run" in every and "(removed)" in every  # the hard-deleted run's history stays
+    only_deletes = browse(admin).get("/audit?action=delete&outcome=succeeded").text
+    actions_table = only_deletes.split('id="actions-title"')[1].split("Deletions")[0]
+    assert "<td>delete</td>" in actions_table and "<td>archive</td>" not in actions_table
+    for bad, message in (("action=explode", "action must be one of"), ("outcome=meh", "outcome must be one of")):
+        response = browse(member).get(f"/audit?{bad}")
+        assert response.status_code == 400 and message in response.text
+
+
+def test_the_archive_page_totals_what_was_saved_and_filters_by_start(browse, member, lc, make_run):
+    runs = [make_run(days_ago=d, owner=member.user.id, name=f"cold {d}") for d in (10, 20)]
+    for job in runs:
+        archival.archive_run(lc, job.id, actor="scheduler")
+    make_run(days_ago=1, owner=member.user.id, name="warm")
+    browser = browse(member)
+    page = browser.get("/archive").text
+    assert "cold 10" in page and "cold 20" in page and "warm" not in page and "2 gzip" in page
+    lc.session.expire_all()
+    newer = lc.session.get(Job, runs[0].id)
+    day = newer.created_at.date().isoformat()
+    one = browser.get(f"/archive?from={day}&to={day}").text
+    assert "cold 10" in one and "cold 20" not in one
+    for bad, message in (("from=yesterday", "is not a date"), ("from=2026-02-30", "is not a date")):
+        response = browser.get(f"/archive?{bad}")
+        assert response.status_code == 400 and message in response.text
+    backwards = browser.get("/archive?from=2026-05-02&to=2026-05-01")
+    assert backwards.status_code == 400 and "ends before it starts" in backwards.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import timedelta
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import orjson
 from flask import current_app, request
 from redis.exceptions import RedisError
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from app.api import bp
 from app.api.auth import current_user
@@ -19,7 +18,6 @@ from app.api.openapi import documented
 from app.api.params import in_date_range, job_id_param, pagination
 from app.api.schemas import event_json, iso, page
 from app.extensions import db, redis_connection, settings
-from app.lifecycle.runs import is_active, is_archived
 from app.models import (
     EVENT_OUTCOMES,
     LIFECYCLE_ACTIONS,
@@ -31,6 +29,7 @@ from app.models import (
     count_rows,
     utcnow,
 )
+from app.monitoring import storage_stats as compute_storage_stats
 from app.tasks import TASK_ID, task_state
 
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
@@ -175,53 +174,7 @@ def _may_refresh(connection: Any) -> bool:
 
 
 def _compute_storage_stats() -> dict[str, Any]:
-    session = db.session
-    tiers = {
-        "active": (is_active(), Job.size_bytes),
-        "archived": (is_archived(), Job.archive_size_bytes),
-        "trash": (Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes),
-        "purged": (Job.purged_at.is_not(None), Job.archive_size_bytes),
-    }
-    # One pass over the runs for every figure (aggregates with FILTER), not one scan per tier.
-    columns = [
-        aggregate
-        for condition, size in tiers.values()
-        for aggregate in (func.count().filter(condition), func.coalesce(func.sum(size).filter(condition), 0))
-    ]
-    columns.append(func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0))
-    # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
-    figures = [int(value or 0) for value in session.execute(select(*columns)).one()]
-    by_tier = {name: {"runs": figures[2 * i], "bytes": figures[2 * i + 1]} for i, name in enumerate(tiers)}
-    archived_original, archived_compressed = figures[-1], by_tier["archived"]["bytes"]
-    since = utcnow() - timedelta(days=30)
-    succeeded, failed = session.execute(
-        select(
-            func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
-        ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
-    ).one()
-    succeeded, failed = int(succeeded), int(failed)
-    usage = shutil.disk_usage(settings().scraper_data_path)
-    return {
-        "tiers": by_tier,
-        "compression": {
-            "original_bytes": int(archived_original),
-            "archived_bytes": int(archived_compressed),
-            "saved_bytes": int(archived_original) - int(archived_compressed),
-            "saved_ratio": round(1 - archived_compressed / archived_original, 4) if archived_original else None,
-        },
-        "archive_success_rate": {
-            "days": 30,
-            "succeeded": int(succeeded),
-            "failed": int(failed),
-            "rate": succeeded / (succeeded + failed) if succeeded + failed else None,
-        },
-        "disk": {
-            "total_bytes": usage.total,
-            "free_bytes": usage.free,
-            "used_percent": 100 * (1 - usage.free / usage.total),
-        },
-    }
+    return compute_storage_stats(db.session, settings().scraper_data_path)
 
 
 @bp.get("/storage/trend")

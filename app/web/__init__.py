@@ -89,4 +89,4 @@ def _rule(error: RuleViolation) -> Any:
     return error_page(422, str(error))
 
 
-from app.web import pages  # noqa: E402,F401  (routes register themselves on bp)
+from app.web import pages, reports  # noqa: E402,F401  (routes register themselves on bp)

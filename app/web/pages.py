@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import flash, redirect, render_template, request, session, url_for
@@ -133,6 +133,56 @@ def runs() -> Any:
     )
 
 
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise Refused(400, f"{name}: {raw[:40]!r} is not a date (YYYY-MM-DD)") from None
+
+
+@bp.get("/archive")
+def archive_page() -> Any:
+    """The archived runs, by the day they started, with what their archives saved."""
+    user = web_user()
+    start, end = _date_arg("from"), _date_arg("to")
+    if start and end and end < start:
+        raise Refused(400, "the range ends before it starts")
+    number = _page_number(request.args.get("page"))
+    query = runs_visible_to(user.id, user.is_admin).where(is_archived())
+    if start:
+        query = query.where(Job.created_at >= datetime.combine(start, time.min, UTC))
+    if end:
+        query = query.where(Job.created_at < datetime.combine(end, time.min, UTC) + timedelta(days=1))
+    condition = query.whereclause
+    runs_count, original, stored = db.session.execute(
+        select(
+            func.count(), func.coalesce(func.sum(Job.size_bytes), 0), func.coalesce(func.sum(Job.archive_size_bytes), 0)
+        ).where(condition)
+    ).one()
+    codecs = db.session.execute(
+        select(Job.compression, func.count()).where(condition).group_by(Job.compression).order_by(Job.compression)
+    ).all()
+    rows = db.session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id.desc()).limit(PAGE_SIZE).offset((number - 1) * PAGE_SIZE)
+    ).all()
+    filters = {key: value.isoformat() for key, value in (("from", start), ("to", end)) if value}
+    return render_template(
+        "archive.html",
+        jobs=rows,
+        owners=_owner_names({job.created_by for job in rows}) if user.is_admin else {},
+        totals={"runs": int(runs_count), "original": int(original), "stored": int(stored)},
+        codecs=[(codec or "?", int(count)) for codec, count in codecs],
+        start=start,
+        end=end,
+        filters=filters,
+        page=number,
+        pages=max(1, -(-min(int(runs_count), COUNT_CAP) // PAGE_SIZE)),
+    )
+
+
 def _owner_names(ids: set[Any]) -> dict[Any, str]:
     ids.discard(None)
     if not ids:
@@ -199,8 +249,6 @@ def _possible_actions(job: Job) -> dict[str, bool]:
 def _grace_until(job: Job) -> datetime | None:
     if job.deleted_at is None or job.purged_at is not None:
         return None
-    from datetime import timedelta
-
     return job.deleted_at + timedelta(days=settings().delete_grace_days)
 
 

@@ -1,0 +1,133 @@
+"""Storage figures read from the tables, in the database: one place for the API and the dashboard."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.lifecycle.runs import is_active, is_archived
+from app.models import Job, LifecycleEvent, StorageSnapshot, utcnow
+
+
+def storage_stats(session: Session, data_path: Path) -> dict[str, Any]:
+    """Runs and bytes per tier, compression saved, the archive success rate (30 days) and the disk."""
+    tiers = {
+        "active": (is_active(), Job.size_bytes),
+        "archived": (is_archived(), Job.archive_size_bytes),
+        "trash": (Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes),
+        "purged": (Job.purged_at.is_not(None), Job.archive_size_bytes),
+    }
+    # One pass over the runs for every figure (aggregates with FILTER), not one scan per tier.
+    columns = [
+        aggregate
+        for condition, size in tiers.values()
+        for aggregate in (func.count().filter(condition), func.coalesce(func.sum(size).filter(condition), 0))
+    ]
+    columns.append(func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0))
+    # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
+    figures = [int(value or 0) for value in session.execute(select(*columns)).one()]
+    by_tier = {name: {"runs": figures[2 * i], "bytes": figures[2 * i + 1]} for i, name in enumerate(tiers)}
+    archived_original, archived_compressed = figures[-1], by_tier["archived"]["bytes"]
+    since = utcnow() - timedelta(days=30)
+    succeeded, failed = session.execute(
+        select(
+            func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
+        ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
+    ).one()
+    succeeded, failed = int(succeeded), int(failed)
+    usage = shutil.disk_usage(data_path)
+    return {
+        "tiers": by_tier,
+        "compression": {
+            "original_bytes": int(archived_original),
+            "archived_bytes": int(archived_compressed),
+            "saved_bytes": int(archived_original) - int(archived_compressed),
+            "saved_ratio": round(1 - archived_compressed / archived_original, 4) if archived_original else None,
+        },
+        "archive_success_rate": {
+            "days": 30,
+            "succeeded": int(succeeded),
+            "failed": int(failed),
+            "rate": succeeded / (succeeded + failed) if succeeded + failed else None,
+        },
+        "disk": {
+            "total_bytes": usage.total,
+            "free_bytes": usage.free,
+            "used_percent": 100 * (1 - usage.free / usage.total),
+        },
+    }
+
+
+def daily_activity(session: Session, days: int, now: datetime) -> list[dict[str, Any]]:
+    """Per UTC day of the last ``days``: archives that succeeded and failed, the bytes they took in
+    and wrote, and the runs deleted and purged. Grouped in the database; days without events are 0."""
+    first = (now - timedelta(days=days - 1)).date()
+    day = func.date(LifecycleEvent.started_at)
+    archive = LifecycleEvent.action == "archive"
+    succeeded = LifecycleEvent.outcome == "succeeded"
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    def total(condition: Any, column: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, column), else_=0)), 0)
+
+    rows = session.execute(
+        select(
+            day,
+            count(archive & succeeded),
+            count(archive & (LifecycleEvent.outcome == "failed")),
+            total(archive & succeeded, LifecycleEvent.bytes_before),
+            total(archive & succeeded, LifecycleEvent.bytes_after),
+            count((LifecycleEvent.action == "delete") & succeeded),
+            count((LifecycleEvent.action == "purge") & succeeded),
+        )
+        .where(LifecycleEvent.started_at >= datetime(first.year, first.month, first.day, tzinfo=now.tzinfo))
+        .group_by(day)
+    ).all()
+    found = {_as_date(row[0]): [int(value or 0) for value in row[1:]] for row in rows}
+    keys = ("archived", "archive_failed", "original_bytes", "archived_bytes", "deleted", "purged")
+    return [
+        {"day": current, **dict(zip(keys, found.get(current, [0] * len(keys)), strict=True))}
+        for current in (first + timedelta(days=offset) for offset in range(days))
+    ]
+
+
+def _as_date(value: Any) -> date:
+    """PostgreSQL gives a date, SQLite its text."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+def take_snapshot(session: Session, data_path: Path, now: datetime) -> tuple[StorageSnapshot, bool]:
+    """Record runs and bytes per tier and the disk's size, once per hour: ``(snapshot, taken now)``.
+
+    A second call in the same hour (a retry, a second scheduler) returns that hour's snapshot.
+    """
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    existing = session.scalars(
+        select(StorageSnapshot).where(StorageSnapshot.taken_at >= hour).order_by(StorageSnapshot.taken_at).limit(1)
+    ).first()
+    if existing is not None:
+        return existing, False
+    stats = storage_stats(session, data_path)
+    tiers = stats["tiers"]
+    snapshot = StorageSnapshot(
+        taken_at=now,
+        active_bytes=tiers["active"]["bytes"],
+        active_count=tiers["active"]["runs"],
+        archived_bytes=tiers["archived"]["bytes"],
+        archived_count=tiers["archived"]["runs"],
+        trash_bytes=tiers["trash"]["bytes"],
+        deleted_count=tiers["trash"]["runs"] + tiers["purged"]["runs"],
+        disk_total_bytes=stats["disk"]["total_bytes"],
+        disk_free_bytes=stats["disk"]["free_bytes"],
+    )
+    session.add(snapshot)
+    session.commit()
+    return snapshot, True
