@@ -117,10 +117,11 @@ def register_blueprints(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from app.auth.cli import users_cli
-    from app.cli import runs_cli, storage_cli
+    from app.cli import alerts_cli, runs_cli, storage_cli
     from app.demo_cli import demo_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(runs_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(storage_cli)
+    app.cli.add_command(alerts_cli)

@@ -20,7 +20,7 @@ from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, tr
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.runs import is_active, is_archived
 from app.models import Job, count_rows, utcnow
-from app.monitoring import take_snapshot
+from app.monitoring import check_alerts, take_snapshot, webhook_notifier
 
 runs_cli = click.Group("runs", help="Archive, clean up, restore and repair runs.")
 
@@ -255,3 +255,21 @@ def snapshot_command() -> None:
         f"archived {snapshot.archived_count} / {snapshot.archived_bytes}, trash {snapshot.trash_bytes} bytes, "
         f"disk {snapshot.disk_free_bytes} of {snapshot.disk_total_bytes} bytes free"
     )
+
+
+alerts_cli = click.Group("alerts", help="Alerts.")
+
+
+@alerts_cli.command("check")
+def alerts_check_command() -> None:
+    """Check for problems now (what the scheduler does every 15 minutes): open, update, resolve alerts."""
+    s = settings()
+    report = check_alerts(
+        db.session, s.scraper_data_path, s.storage_alert_percent, utcnow(), webhook_notifier(s.alert_webhook_url)
+    )
+    for key in ("opened", "still_open", "resolved"):
+        click.echo(f"{key.replace('_', ' ')}: {', '.join(report[key]) or 'none'}")
+    for failure in report["notify_failed"]:
+        click.echo(f"  webhook failed: {failure}", err=True)
+    if report["notify_failed"]:
+        raise click.exceptions.Exit(1)

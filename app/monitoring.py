@@ -11,7 +11,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle.runs import is_active, is_archived
-from app.models import Job, LifecycleEvent, StorageSnapshot, utcnow
+from app.models import Alert, Job, LifecycleEvent, StorageSnapshot, utcnow
 
 
 def storage_stats(session: Session, data_path: Path) -> dict[str, Any]:
@@ -131,3 +131,89 @@ def take_snapshot(session: Session, data_path: Path, now: datetime) -> tuple[Sto
     session.add(snapshot)
     session.commit()
     return snapshot, True
+
+
+ARCHIVE_FAILURE_WINDOW = timedelta(hours=24)
+
+
+def alert_conditions(session: Session, data_path: Path, alert_percent: int, now: datetime) -> dict[str, Any]:
+    """What is wrong now, by alert kind: ``(severity, message, data)``, or None where all is well."""
+    usage = shutil.disk_usage(data_path)
+    used = 100 * (1 - usage.free / usage.total)
+    disk = None
+    if used >= alert_percent:
+        severity = "critical" if used >= max(95, alert_percent) else "warning"
+        message = f"the disk holding the runs is {used:.0f} % full (alert at {alert_percent} %)"
+        disk = (severity, message, {"used_percent": round(used, 1), "free_bytes": usage.free})
+    failed = session.scalar(
+        select(func.count()).where(
+            LifecycleEvent.action == "archive",
+            LifecycleEvent.outcome == "failed",
+            LifecycleEvent.started_at >= now - ARCHIVE_FAILURE_WINDOW,
+        )
+    )
+    failures = None
+    if failed:
+        message = f"{failed} archive attempt{'s' if failed != 1 else ''} failed in the last 24 hours"
+        failures = ("warning", message, {"failed": int(failed)})
+    return {"disk_full": disk, "archive_failures": failures}
+
+
+def check_alerts(
+    session: Session, data_path: Path, alert_percent: int, now: datetime, notify: Any = None
+) -> dict[str, list[str]]:
+    """Open an alert for each new problem, update those still open, resolve those gone.
+
+    Idempotent: a problem has at most one open alert however often this runs. ``notify(alert)``
+    is called for each alert opened (the webhook); its failure is reported, never swallowed silently.
+    """
+    report: dict[str, list[str]] = {"opened": [], "resolved": [], "still_open": [], "notify_failed": []}
+    for kind, problem in alert_conditions(session, data_path, alert_percent, now).items():
+        open_alert = session.scalars(
+            select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None)).order_by(Alert.id).limit(1)
+        ).first()
+        if problem is None:
+            if open_alert is not None:
+                open_alert.resolved_at = now
+                report["resolved"].append(kind)
+            continue
+        severity, message, data = problem
+        if open_alert is not None:
+            open_alert.severity, open_alert.message, open_alert.data = severity, message, data
+            report["still_open"].append(kind)
+            continue
+        alert = Alert(kind=kind, severity=severity, message=message, data=data, created_at=now)
+        session.add(alert)
+        session.flush()
+        report["opened"].append(kind)
+        if notify is not None:
+            try:
+                notify(alert)
+            except Exception as error:  # the alert stands; the report (and the task's result) says the call failed
+                report["notify_failed"].append(f"{kind}: {error}")
+    session.commit()
+    return report
+
+
+def webhook_notifier(url: str | None, timeout: float = 5.0) -> Any:
+    """A ``notify`` that POSTs each new alert as JSON to ``ALERT_WEBHOOK_URL`` (None without one)."""
+    if not url:
+        return None
+    import json
+    import urllib.request
+
+    def notify(alert: Alert) -> None:
+        body = {
+            "kind": alert.kind,
+            "severity": alert.severity,
+            "message": alert.message,
+            "data": alert.data,
+            "created_at": alert.created_at.isoformat(),
+        }
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked at start-up)
+            response.read()
+
+    return notify

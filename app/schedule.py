@@ -27,6 +27,7 @@ log = logging.getLogger("agar.schedule")
 
 CLAIM_TTL = timedelta(days=8)
 SNAPSHOT_SCHEDULE = "0 * * * *"  # storage snapshots, hourly (SPEC §4)
+ALERTS_SCHEDULE = "*/15 * * * *"  # the alert check: a filling disk is seen within a quarter of an hour
 QUEUE_NAME = "agar"
 
 
@@ -46,6 +47,7 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
         ScheduledTask("archive", settings.archive_schedule, "app.tasks.archive_old_runs"),
         ScheduledTask("cleanup", settings.cleanup_schedule, "app.tasks.cleanup_old_runs"),
         ScheduledTask("snapshot", SNAPSHOT_SCHEDULE, "app.tasks.take_storage_snapshot", timeout=600),
+        ScheduledTask("alerts", ALERTS_SCHEDULE, "app.tasks.check_alerts", timeout=600),
     ]
 
 

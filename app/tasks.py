@@ -21,7 +21,8 @@ from app.extensions import db, lifecycle, redis_connection, settings
 from app.lifecycle import archival, deletion, passes
 from app.lifecycle.naming import parse_job_id
 from app.models import utcnow
-from app.monitoring import take_snapshot
+from app.monitoring import check_alerts as check_alerts_now
+from app.monitoring import take_snapshot, webhook_notifier
 
 QUEUE_NAME = "agar"
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -145,6 +146,14 @@ def take_storage_snapshot() -> dict:
     """The hourly storage snapshot (idempotent within the hour)."""
     snapshot, taken = take_snapshot(db.session, settings().scraper_data_path, utcnow())
     return _Progress().finish({"snapshot_id": snapshot.id, "taken": taken})
+
+
+def check_alerts() -> dict:
+    """Open, update and resolve alerts (disk, archive failures); POST new ones to the webhook."""
+    s = settings()
+    notify = webhook_notifier(s.alert_webhook_url)
+    report = check_alerts_now(db.session, s.scraper_data_path, s.storage_alert_percent, utcnow(), notify)
+    return _Progress().finish(report)
 
 
 def archive_job(job_id: str, actor: str, reason: str | None = None) -> dict:

@@ -55,3 +55,81 @@ def test_daily_activity_groups_events_by_utc_day_in_the_database(lc, make_run, c
     assert today["original_bytes"] == sum(job.size_bytes for job in jobs)
     assert today["archived_bytes"] == sum(job.archive_size_bytes for job in jobs)
     assert all(day["archived"] == 0 for day in days[:-1])
+
+
+def test_alerts_open_once_update_and_resolve_when_the_problem_is_gone(lc):
+    import uuid
+
+    from app.models import Alert, LifecycleEvent
+    from app.monitoring import check_alerts
+
+    data = lc.settings.scraper_data_path
+    now = datetime.now(UTC)
+    assert check_alerts(lc.session, data, 100, now)["opened"] == []  # no disk is 100 % full here, nothing failed
+    first = check_alerts(lc.session, data, 1, now)  # any disk in use is past 1 %
+    assert first["opened"] == ["disk_full"]
+    again = check_alerts(lc.session, data, 1, now + timedelta(minutes=15))
+    assert again["opened"] == [] and again["still_open"] == ["disk_full"]
+    lc.session.add(
+        LifecycleEvent(job_id=uuid.uuid4(), action="archive", actor="scheduler", outcome="failed", started_at=now)
+    )
+    lc.session.commit()
+    failing = check_alerts(lc.session, data, 100, now + timedelta(minutes=30))
+    assert failing == {"opened": ["archive_failures"], "resolved": ["disk_full"], "still_open": [], "notify_failed": []}
+    alerts = {a.kind: a for a in lc.session.scalars(select(Alert))}
+    assert alerts["disk_full"].resolved_at is not None and alerts["archive_failures"].resolved_at is None
+    assert alerts["archive_failures"].message == "1 archive attempt failed in the last 24 hours"
+    later = check_alerts(lc.session, data, 100, now + timedelta(hours=25))  # the failure is a day old
+    assert later["resolved"] == ["archive_failures"]
+    assert lc.session.scalar(select(func.count()).select_from(Alert)) == 2
+
+
+def test_a_new_alert_is_posted_to_the_webhook_and_a_dead_webhook_is_reported(lc):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from app.models import Alert
+    from app.monitoring import check_alerts, webhook_notifier
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        report = check_alerts(lc.session, lc.settings.scraper_data_path, 1, datetime.now(UTC), webhook_notifier(url))
+    finally:
+        server.shutdown()
+    assert report["opened"] == ["disk_full"] and report["notify_failed"] == []
+    assert len(received) == 1 and received[0]["kind"] == "disk_full"
+    assert received[0]["severity"] in ("warning", "critical")
+    assert "% full (alert at 1 %)" in received[0]["message"]
+    lc.session.query(Alert).delete()
+    lc.session.commit()
+    dead = webhook_notifier("http://127.0.0.1:9/nobody-listens", timeout=2)
+    report = check_alerts(lc.session, lc.settings.scraper_data_path, 1, datetime.now(UTC), dead)
+    assert report["opened"] == ["disk_full"] and report["notify_failed"][0].startswith("disk_full: ")
+    assert lc.session.scalar(select(func.count()).select_from(Alert).where(Alert.resolved_at.is_(None))) == 1
+
+
+def test_alerts_check_command(runner, lc, monkeypatch):
+    import dataclasses
+
+    from app import cli
+
+    for percent, opened in ((1, "opened: disk_full"), (100, "opened: none")):
+        chosen = dataclasses.replace(lc.settings, storage_alert_percent=percent)
+        monkeypatch.setattr(cli, "settings", lambda chosen=chosen: chosen)
+        result = runner.invoke(args=["alerts", "check"])
+        assert result.exit_code == 0 and result.output.splitlines()[0] == opened
+    assert result.output.splitlines()[1:] == ["still open: none", "resolved: disk_full"]
