@@ -342,6 +342,7 @@ def test_the_storage_page_draws_its_charts_from_the_tables_and_shows_alerts(brow
     page = browser.get("/storage").text
     assert 'id="chart-trend"' in page
     assert "3 archives failed tonight" in page and "% full (alert at 1 %)" in page
+    assert '<span class="count alarm" title="open alerts">1 alert</span>' in browser.get("/runs").text
 
 
 def test_the_audit_page_lists_actions_and_deletions_a_user_may_see(browse, member, other_member, admin, lc, make_run):

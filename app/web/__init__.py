@@ -12,13 +12,14 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from sqlalchemy import func, select
 
 from app.actions import Refused
 from app.auth.users import Caller
 from app.extensions import db
 from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.naming import BadJobId
-from app.models import User
+from app.models import Alert, User
 
 bp = Blueprint("web", __name__)
 PUBLIC = {"web.login", "static"}
@@ -44,6 +45,14 @@ def load_user() -> Any:
             return "", 401, {"HX-Redirect": url_for("web.login")}
         return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
     return None
+
+
+@bp.context_processor
+def open_alerts() -> dict[str, Any]:
+    """How many alerts are open: every page shows it next to Storage, where they are listed."""
+    if g.get("web_user") is None:
+        return {"open_alerts": 0}
+    return {"open_alerts": db.session.scalar(select(func.count()).where(Alert.resolved_at.is_(None))) or 0}
 
 
 def web_user() -> Caller:
