@@ -26,7 +26,7 @@ from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
 from app.lifecycle.runs import is_active, is_archived, runs_visible_to, tier_of
 from app.models import FINISHED_STATUSES, Job, LifecycleEvent, User
-from app.web import bp, error_page, safe_next, web_user
+from app.web import bp, error_page, password_mark, safe_next, web_user
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -57,7 +57,7 @@ def login() -> Any:
         if user is not None:
             session.clear()
             session["user_id"] = str(user.id)
-            session["password"] = user.password_hash[-16:]
+            session["password"] = password_mark(user)
             return redirect(safe_next(request.args.get("next")))
         error = "Wrong username or password."
     status = 401 if error else 200
