@@ -105,12 +105,14 @@ def register_blueprints(app: Flask) -> None:
     from app.api.errors import register_error_handlers
     from app.api.openapi import bp as openapi_bp
     from app.health import bp as health_bp
+    from app.metrics import bp as metrics_bp
     from app.web import bp as web_bp
 
     csrf.exempt(api_bp)  # token-authenticated: no cookie, so nothing to forge
     app.register_blueprint(api_bp, url_prefix="/api/scraper")
     app.register_blueprint(openapi_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
     register_error_handlers(app)
     app.register_blueprint(web_bp)
 

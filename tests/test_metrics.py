@@ -1,0 +1,58 @@
+"""``/metrics``: Prometheus text with the figures of the tables, the disk and the queue."""
+
+import re
+
+from redis import Redis
+
+from app import tasks
+from app.lifecycle import archival, deletion
+from app.models import Alert
+
+
+def samples(text):
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        match = re.fullmatch(r"([a-z_]+)(\{[^}]*\})? (\S+)", line)
+        assert match, f"not an exposition line: {line!r}"
+        found[match[1] + (match[2] or "")] = float(match[3])
+    return found
+
+
+def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, lc, make_run, redis_db):
+    active = make_run(days_ago=1)
+    archived = make_run(days_ago=10)
+    archival.archive_run(lc, archived.id, actor="test")
+    trashed = make_run(days_ago=12)
+    archival.archive_run(lc, trashed.id, actor="test")
+    deletion.delete_run(lc, trashed.id, actor="test", reason="dup", strategy="soft")
+    lc.session.add(Alert(kind="disk_full", severity="warning", message="x"))
+    lc.session.commit()
+    tasks.enqueue(tasks.archive_job, str(active.id), "test")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE agar_lifecycle_events_total counter" in response.text
+    found = samples(response.text)
+    lc.session.expire_all()
+    jobs = {job.id: lc.session.get(type(active), job.id) for job in (active, archived, trashed)}
+    assert found['agar_runs{tier="active"}'] == 1 and found['agar_runs{tier="archived"}'] == 1
+    assert found['agar_runs{tier="trash"}'] == 1 and found['agar_runs{tier="purged"}'] == 0
+    assert found['agar_stored_bytes{tier="active"}'] == jobs[active.id].size_bytes
+    assert found['agar_stored_bytes{tier="archived"}'] == jobs[archived.id].archive_size_bytes
+    assert found['agar_lifecycle_events_total{action="archive",outcome="succeeded"}'] == 2
+    assert found['agar_lifecycle_events_total{action="delete",outcome="succeeded"}'] == 1
+    assert found['agar_alerts_open{kind="disk_full",severity="warning"}'] == 1
+    assert found["agar_redis_up"] == 1 and found['agar_tasks{queue="agar",state="queued"}'] == 1
+    assert 0 < found["agar_disk_free_bytes"] <= found["agar_disk_total_bytes"]
+    assert client.post("/metrics").status_code == 405
+
+
+def test_metrics_say_redis_is_down_instead_of_failing(client, lc, monkeypatch):
+    from app import metrics
+
+    monkeypatch.setattr(metrics, "redis_connection", lambda: Redis(port=9, socket_connect_timeout=0.5))
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    found = samples(response.text)
+    assert found["agar_redis_up"] == 0 and not any(key.startswith("agar_tasks") for key in found)
