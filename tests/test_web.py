@@ -382,3 +382,22 @@ def test_the_archive_page_totals_what_was_saved_and_filters_by_start(browse, mem
         assert response.status_code == 400 and message in response.text
     backwards = browser.get("/archive?from=2026-05-02&to=2026-05-01")
     assert backwards.status_code == 400 and "ends before it starts" in backwards.text
+
+
+def test_the_api_accepts_the_dashboard_session_with_csrf_for_changes(browse, member, other_member, lc, make_run):
+    mine = make_run(days_ago=1, owner=member.user.id, name="mine")
+    make_run(days_ago=1, owner=other_member.user.id, name="theirs")
+    lc.session.commit()
+    browser = browse(member)
+    listed = browser.get("/api/scraper/jobs")
+    assert listed.status_code == 200 and [item["name"] for item in listed.json["items"]] == ["mine"]
+    url = f"/api/scraper/jobs/{mine.id}/archive"
+    no_token = browser._request("post", url, json={})
+    assert no_token.status_code == 403 and no_token.json["error"]["code"] == "csrf"
+    forged = browser._request("post", url, json={}, headers={"X-CSRFToken": "forged"})
+    assert forged.status_code == 403
+    accepted = browser._request("post", url, json={}, headers={"X-CSRFToken": browser.token})
+    assert accepted.status_code == 202 and accepted.json["status"] == "queued"
+    browser.post("/logout")
+    assert browser.get("/api/scraper/jobs").status_code == 401
+    assert member.get("/api/scraper/jobs").status_code == 200  # tokens work as before, with no CSRF header

@@ -1,19 +1,41 @@
-"""Every API call names its user with ``Authorization: Bearer <token>``."""
+"""Every API call names its user: ``Authorization: Bearer <token>``, or the dashboard's session.
+
+A session is a cookie the browser sends by itself, so a call that changes something must also
+carry the page's CSRF token in ``X-CSRFToken`` (what the dashboard's HTMX sends); token calls
+need none: nothing is sent by itself.
+"""
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import g, request, session
+from flask_wtf.csrf import validate_csrf
+from wtforms.validators import ValidationError
 
 from app.api import bp
 from app.api.errors import ApiError
+from app.auth.sessions import caller_of_session
 from app.auth.users import Caller, caller_for_token
 from app.extensions import db
 from app.models import Job
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 @bp.before_request
 def authenticate() -> None:
     header = request.headers.get("Authorization", "")
+    if not header and session.get("user_id"):
+        caller = caller_of_session(session, db.session)
+        if caller is not None:
+            if request.method not in SAFE_METHODS:
+                try:
+                    validate_csrf(request.headers.get("X-CSRFToken"))
+                except ValidationError:
+                    raise ApiError(
+                        403, "a call made with a session needs the page's X-CSRFToken header", "csrf"
+                    ) from None
+            g.user = caller
+            return
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "send an API token: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})

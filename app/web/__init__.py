@@ -8,19 +8,18 @@ back. Every action passes the same checks (``app.actions``) and runs as the same
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
 from app.actions import Refused
+from app.auth.sessions import caller_of_session
 from app.auth.users import Caller
 from app.extensions import db
 from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.naming import BadJobId
-from app.models import Alert, User
+from app.models import Alert
 
 bp = Blueprint("web", __name__)
 PUBLIC = {"web.login", "static"}
@@ -29,18 +28,7 @@ PUBLIC = {"web.login", "static"}
 @bp.before_request
 def load_user() -> Any:
     """Name the logged-in user (``g.web_user``); send everyone else to the login page."""
-    g.web_user = None
-    raw = session.get("user_id")
-    if raw:
-        try:
-            user = db.session.get(User, uuid.UUID(raw))
-        except ValueError:
-            user = None
-        # The session also names the password it was opened with: a new password closes old sessions.
-        if user is not None and session.get("password") == password_mark(user):
-            g.web_user = Caller.of(user)
-        else:
-            session.clear()
+    g.web_user = caller_of_session(session, db.session)
     if g.web_user is None and request.endpoint not in PUBLIC:
         if request.headers.get("HX-Request"):
             return "", 401, {"HX-Redirect": url_for("web.login")}
@@ -54,12 +42,6 @@ def open_alerts() -> dict[str, Any]:
     if g.get("web_user") is None:
         return {"open_alerts": 0}
     return {"open_alerts": db.session.scalar(select(func.count()).where(Alert.resolved_at.is_(None))) or 0}
-
-
-def password_mark(user: User) -> str:
-    """A short mark of the user's password hash for the session cookie (readable by its holder, so
-    a digest of the hash, not a piece of it)."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
 def web_user() -> Caller:

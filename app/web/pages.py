@@ -18,6 +18,7 @@ from app.actions import (
     deletion_strategy,
     require_tier,
 )
+from app.auth.sessions import open_session
 from app.auth.users import user_for_password
 from app.downloads import archive_download
 from app.extensions import db, lifecycle, settings
@@ -26,7 +27,7 @@ from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
 from app.lifecycle.runs import is_active, is_archived, runs_visible_to, tier_of
 from app.models import FINISHED_STATUSES, Job, LifecycleEvent, User
-from app.web import bp, error_page, password_mark, safe_next, web_user
+from app.web import bp, error_page, safe_next, web_user
 
 PAGE_SIZE = 50
 COUNT_CAP = 10_000
@@ -55,9 +56,7 @@ def login() -> Any:
         password = request.form.get("password", "")
         user = user_for_password(db.session, username, password) if username and password else None
         if user is not None:
-            session.clear()
-            session["user_id"] = str(user.id)
-            session["password"] = password_mark(user)
+            open_session(session, user)
             return redirect(safe_next(request.args.get("next")))
         error = "Wrong username or password."
     status = 401 if error else 200
