@@ -401,3 +401,22 @@ def test_the_api_accepts_the_dashboard_session_with_csrf_for_changes(browse, mem
     browser.post("/logout")
     assert browser.get("/api/scraper/jobs").status_code == 401
     assert member.get("/api/scraper/jobs").status_code == 200  # tokens work as before, with no CSRF header
+
+
+def test_an_archived_run_lists_its_files_and_opens_one_without_restoring(browse, member, lc, make_run, monkeypatch):
+    from app.web import pages
+
+    job = make_run(days_ago=10, owner=member.user.id)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    browser = browse(member)
+    page = browser.get(f"/runs/{job.id}").text
+    assert 'Files in the archive <span class="count">4</span>' in page
+    link = f"/api/scraper/jobs/{job.id}/archive/files/logs/run.log"
+    assert f'href="{link}"' in page
+    opened = browser.get(link)  # the API, with the dashboard's session
+    assert opened.status_code == 200 and opened.data == b"INFO fetched page\n" * 300
+    monkeypatch.setattr(pages, "MEMBERS_SHOWN", 2)
+    page = browser.get(f"/runs/{job.id}").text
+    assert "The first 2 are listed" in page and page.count("/archive/files/") == 2  # two files; and the JSON list
+    active = make_run(days_ago=1, owner=member.user.id)
+    assert "Files in the archive" not in browser.get(f"/runs/{active.id}").text

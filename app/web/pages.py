@@ -26,7 +26,7 @@ from app.lifecycle import deletion
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
 from app.lifecycle.runs import is_active, is_archived, runs_visible_to, tier_of
-from app.models import FINISHED_STATUSES, Job, LifecycleEvent, User
+from app.models import FINISHED_STATUSES, ArchiveMember, Job, LifecycleEvent, User
 from app.web import bp, error_page, safe_next, web_user
 
 PAGE_SIZE = 50
@@ -43,6 +43,7 @@ TASKS = {
     "delete": (tasks.delete_job, "Deleting"),
 }
 MAX_REASON = 1000
+MEMBERS_SHOWN = 200  # the rest through the API's member list
 
 
 # -- logging in ------------------------------------------------------------------------------------
@@ -215,8 +216,15 @@ def run(job_id: str) -> Any:
     if task_id and tasks.TASK_ID.match(task_id):
         task = tasks.task_state(task_id, user.id, user.is_admin)
     owner = db.session.get(User, job.created_by) if job.created_by else None
+    members, member_count = [], 0
+    if tier_of(job) == "archived":
+        in_archive = select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.kind == "file")
+        members = db.session.scalars(in_archive.order_by(ArchiveMember.id).limit(MEMBERS_SHOWN)).all()
+        member_count = _capped_count(in_archive)
     return render_template(
         "run.html",
+        members=members,
+        member_count=member_count,
         job=job,
         tier=tier_of(job),
         folder=run_folder_name(job.folder_name, job.id) if job.folder_name else str(job.id),
