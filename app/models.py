@@ -104,6 +104,16 @@ def count_rows(session: Any, query: Any) -> int:
     return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
+COUNT_CAP = 10_000
+
+
+def capped_count(session: Any, query: Any, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """Count the query's rows, stopping at ``cap`` so a huge table never dominates a request:
+    ``(count, whether there are more)``."""
+    total = session.scalar(select(func.count()).select_from(query.limit(cap + 1).subquery())) or 0
+    return min(total, cap), total > cap
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request, url_for
-from sqlalchemy import String, bindparam, cast, or_, select
+from sqlalchemy import bindparam, select
 
 from app.api import bp
 from app.api.auth import current_user, may_see
@@ -16,7 +16,7 @@ from app.api.params import in_date_range, job_id_param, json_body, pagination, p
 from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json, job_json
 from app.extensions import db, settings
 from app.lifecycle.errors import RunNotFound
-from app.lifecycle.runs import is_active, register_run, runs_visible_to, update_run
+from app.lifecycle.runs import is_active, matching_text, register_run, runs_visible_to, update_run
 from app.models import JOB_STATUSES, Job, LifecycleEvent
 
 _IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
@@ -91,15 +91,7 @@ def list_jobs() -> Any:
     if len(text) > 200:
         raise ApiError(400, "q must be at most 200 characters")
     if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(
-                Job.name.ilike(pattern, escape="\\"),
-                Job.scraper.ilike(pattern, escape="\\"),
-                Job.folder_name.ilike(pattern, escape="\\"),
-                cast(Job.id, String).ilike(pattern, escape="\\"),
-            )
-        )
+        query = matching_text(query, text)
     return run_page(in_date_range(query, Job.created_at, args), limit, offset)
 
 

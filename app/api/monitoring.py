@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from flask import current_app, request
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.api import bp
 from app.api.auth import current_user
@@ -18,6 +18,7 @@ from app.api.openapi import documented
 from app.api.params import in_date_range, job_id_param, pagination
 from app.api.schemas import event_json, iso, page
 from app.extensions import db, redis_connection, settings
+from app.models import COUNT_CAP as HISTORY_COUNT_CAP
 from app.models import (
     EVENT_OUTCOMES,
     LIFECYCLE_ACTIONS,
@@ -26,6 +27,7 @@ from app.models import (
     JobAudit,
     LifecycleEvent,
     StorageSnapshot,
+    capped_count,
     count_rows,
     utcnow,
 )
@@ -33,7 +35,7 @@ from app.monitoring import storage_stats as compute_storage_stats
 from app.tasks import TASK_ID, task_state
 
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
-COUNT_CAP = 10_000
+COUNT_CAP = HISTORY_COUNT_CAP
 STATS_CACHE_KEY = "agar:cache:storage-stats:v2"  # "<fresh until, Unix time>\n<JSON>"
 STATS_REFRESH_KEY = "agar:cache:storage-stats:refresh"
 STATS_TTL = 30  # figures are remade once this old
@@ -53,12 +55,6 @@ def get_task(task_id: str) -> Any:
     if body is None:
         raise ApiError(404, f"no task {task_id}")
     return body
-
-
-def capped_count(query: Any) -> tuple[int, bool]:
-    """Count the query's rows, stopping at COUNT_CAP so a huge history never dominates a request."""
-    total = db.session.scalar(select(func.count()).select_from(query.limit(COUNT_CAP + 1).subquery())) or 0
-    return min(total, COUNT_CAP), total > COUNT_CAP
 
 
 def _owned(query: Any, job_id_column: Any) -> Any:
@@ -89,7 +85,7 @@ def list_audit() -> Any:
     if args.get("deleted_by"):
         query = query.where(JobAudit.deleted_by == args["deleted_by"][:64])
     query = in_date_range(query, JobAudit.deleted_at, args)
-    total, capped = capped_count(query)
+    total, capped = capped_count(db.session, query, COUNT_CAP)
     rows = db.session.scalars(query.order_by(JobAudit.deleted_at.desc(), JobAudit.id).limit(limit).offset(offset))
     columns = [c.key for c in JobAudit.__table__.columns]
     items = [
@@ -125,7 +121,7 @@ def list_events() -> Any:
     if args.get("actor"):
         query = query.where(LifecycleEvent.actor == args["actor"][:64])
     query = in_date_range(query, LifecycleEvent.started_at, args)
-    total, capped = capped_count(query)
+    total, capped = capped_count(db.session, query, COUNT_CAP)
     rows = db.session.scalars(
         query.order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc()).limit(limit).offset(offset)
     )

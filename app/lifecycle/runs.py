@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle.disk import folder_size
@@ -149,6 +149,14 @@ def update_run(
         job.stats = {**(job.stats or {}), **stats}
     session.commit()
     return job
+
+
+def matching_text(query: Any, text: str) -> Any:
+    """Narrow a SELECT of runs to those whose name, scraper, folder or id contains ``text``
+    (any case; ``%``, ``_`` and ``\\`` match themselves)."""
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    columns = (Job.name, Job.scraper, Job.folder_name, cast(Job.id, String))
+    return query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
 
 
 def runs_visible_to(user_id: uuid.UUID, is_admin: bool):

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import flash, redirect, render_template, request, session, url_for
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import func, select
 
 from app import tasks
 from app.actions import (
@@ -25,12 +25,11 @@ from app.extensions import db, lifecycle, settings
 from app.lifecycle import deletion
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
-from app.lifecycle.runs import is_active, is_archived, runs_visible_to, tier_of
-from app.models import FINISHED_STATUSES, ArchiveMember, Job, LifecycleEvent, User
+from app.lifecycle.runs import is_active, is_archived, matching_text, runs_visible_to, tier_of
+from app.models import COUNT_CAP, FINISHED_STATUSES, ArchiveMember, Job, LifecycleEvent, User, capped_count
 from app.web import bp, error_page, safe_next, web_user
 
 PAGE_SIZE = 50
-COUNT_CAP = 10_000
 TIERS = {
     "active": ("Active", is_active),
     "archived": ("Archived", is_archived),
@@ -86,10 +85,6 @@ def _page_number(raw: str | None) -> int:
     return int(raw)
 
 
-def _capped_count(query: Any) -> int:
-    return db.session.scalar(select(func.count()).select_from(query.limit(COUNT_CAP + 1).subquery())) or 0
-
-
 @bp.get("/runs")
 def runs() -> Any:
     user = web_user()
@@ -101,19 +96,11 @@ def runs() -> Any:
         raise Refused(400, "the search text is at most 200 characters")
     number = _page_number(request.args.get("page"))
     visible = runs_visible_to(user.id, user.is_admin)
-    counts = {name: _capped_count(visible.where(condition())) for name, (_label, condition) in TIERS.items()}
+    counts = {name: capped_count(db.session, visible.where(condition())) for name, (_, condition) in TIERS.items()}
     query = visible.where(TIERS[tier][1]())
     if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(
-            or_(
-                *(
-                    column.ilike(pattern, escape="\\")
-                    for column in (Job.name, Job.scraper, Job.folder_name, cast(Job.id, String))
-                )
-            )
-        )
-    shown = _capped_count(query) if text else counts[tier]
+        query = matching_text(query, text)
+    shown = capped_count(db.session, query)[0] if text else counts[tier][0]
     rows = db.session.scalars(
         query.order_by(Job.created_at.desc(), Job.id.desc()).limit(PAGE_SIZE).offset((number - 1) * PAGE_SIZE)
     ).all()
@@ -123,12 +110,11 @@ def runs() -> Any:
         tier=tier,
         tiers={name: label for name, (label, _condition) in TIERS.items()},
         counts=counts,
-        cap=COUNT_CAP,
         jobs=rows,
         owners=owners,
         q=text,
         page=number,
-        pages=max(1, -(-min(shown, COUNT_CAP) // PAGE_SIZE)),
+        pages=max(1, -(-shown // PAGE_SIZE)),
         shown=shown,
     )
 
@@ -220,7 +206,7 @@ def run(job_id: str) -> Any:
     if tier_of(job) == "archived":
         in_archive = select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.kind == "file")
         members = db.session.scalars(in_archive.order_by(ArchiveMember.id).limit(MEMBERS_SHOWN)).all()
-        member_count = _capped_count(in_archive)
+        member_count = capped_count(db.session, in_archive)[0]
     return render_template(
         "run.html",
         members=members,
