@@ -38,8 +38,12 @@ LIFECYCLE_ACTIONS = (
     "undelete",
     "extend",
     "migrate",
+    "verify",
 )
-EVENT_OUTCOMES = ("succeeded", "failed", "skipped")
+# "started" is written when an attempt begins (under the run's lock) and replaced by its outcome in
+# the same transaction as the work's record: one left "started" with no lock held was interrupted.
+EVENT_OUTCOMES = ("started", "succeeded", "failed", "skipped")
+VERIFY_OUTCOMES = ("ok", "corrupt", "missing")
 USER_ROLES = ("admin", "member")
 
 
@@ -181,6 +185,9 @@ class Job(Base):
     deleted_by: Mapped[str | None] = mapped_column(String(64))
     deletion_reason: Mapped[str | None] = mapped_column(Text)
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last integrity check of the archive (SPEC §9): when, and what it found.
+    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    verify_outcome: Mapped[str | None] = mapped_column(String(16))
 
 
 class JobAudit(Base):
@@ -212,6 +219,13 @@ class LifecycleEvent(Base):
         CheckConstraint(_in("action", LIFECYCLE_ACTIONS), name="action"),
         CheckConstraint(_in("outcome", EVENT_OUTCOMES), name="outcome"),
         Index("ix_lifecycle_events_action_started_at", "action", "started_at"),
+        # Reconcile looks for attempts left "started" by a killed process: few rows, found at once.
+        Index(
+            "ix_lifecycle_events_unfinished",
+            "job_id",
+            postgresql_where=text("outcome = 'started'"),
+            sqlite_where=text("outcome = 'started'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)

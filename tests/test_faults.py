@@ -204,8 +204,23 @@ def test_killed_process_at_each_step(lc, make_run, clock, name, step, process_en
     report = reconcile(lc)
     assert not report.busy
     assert_intact(lc, job_id, original)
+    assert_attempt_recorded(lc, job_id, step)
     finish(lc, name, job_id, SCENARIOS[name][2], clock)
     assert_intact(lc, job_id, original)
+
+
+def assert_attempt_recorded(lc, job_id, step):
+    """The killed attempt is history, not a gap: failed ("interrupted") if it died before its commit."""
+    from app.lifecycle.events import INTERRUPTED
+
+    lc.session.expire_all()
+    rows = list(lc.session.scalars(select(LifecycleEvent).where(LifecycleEvent.job_id == job_id)))
+    assert not [row for row in rows if row.outcome == "started"]
+    interrupted = [row for row in rows if row.outcome == "failed" and row.error == INTERRUPTED]
+    if step.endswith(".committed"):
+        assert not interrupted  # the work was recorded; only leftovers were repaired
+    else:
+        assert len(interrupted) == 1 and interrupted[0].finished_at is not None
 
 
 def test_disk_full_while_archiving_keeps_the_folder_and_records_the_failure(lc, make_run, monkeypatch):

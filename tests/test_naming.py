@@ -1,5 +1,6 @@
 """Folder names and archive paths (SPEC §2)."""
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
@@ -9,8 +10,10 @@ import pytest
 from app.lifecycle.naming import (
     BadJobId,
     archive_relpath,
+    escape_name,
     find_run_folder,
     folder_name_for,
+    native_name,
     parse_job_id,
     parse_run_folder,
     run_folder_name,
@@ -114,7 +117,47 @@ def test_safe_member_path_normalises(raw, clean):
     assert str(safe_member_path(raw)) == clean
 
 
-@pytest.mark.parametrize("raw", ["/etc/passwd", "../x", "a/../../x", "a/..", "", ".", "a\x00b", "a\\..\\b"])
+@pytest.mark.parametrize("raw", ["/etc/passwd", "../x", "a/../../x", "a/..", "", ".", "a\x00b"])
 def test_safe_member_path_refuses_escapes(raw):
     with pytest.raises(ValueError):
         safe_member_path(raw)
+
+
+def test_a_backslash_is_an_ordinary_character_of_a_posix_name():
+    # Issue 9: refusing it made a run holding back\slash.txt archive but never restore.
+    assert str(safe_member_path("a\\..\\b")) == "a\\..\\b"
+    assert str(safe_member_path("dir/back\\slash.txt")) == "dir/back\\slash.txt"
+
+
+NAMES = [
+    "plain.txt",
+    "back\\slash.txt",
+    "new\nline.json",
+    "-rf --no-preserve-root",
+    "x" * 255,
+    os.fsdecode(b"caf\xe9-latin1.html"),
+    "tab\tand\rreturn",
+    "a\\x41 literal",
+    "\x7f\x01 controls",
+    "ünïcode ✓.txt",
+]
+
+
+@pytest.mark.parametrize("native", NAMES)
+def test_every_name_has_an_escaped_text_form_that_maps_back_to_its_bytes(native):
+    escaped = escape_name(native)
+    escaped.encode("utf-8")  # plain text for the database, JSON and pages
+    assert "\n" not in escaped and "\x00" not in escaped
+    assert native_name(escaped) == native
+    assert os.fsencode(native_name(escaped)) == os.fsencode(native)
+
+
+def test_names_that_need_no_escape_are_their_own_escaped_form():
+    for name in ("results.json", "screens/home page.png", "ünïcode ✓.txt", "-rf"):
+        assert escape_name(name) == name
+
+
+def test_undecodable_bytes_show_as_hex_and_a_lone_backslash_is_malformed():
+    assert escape_name(os.fsdecode(b"caf\xe9")) == "caf\\xe9"
+    with pytest.raises(ValueError):
+        native_name("a\\b")

@@ -13,7 +13,8 @@ import os
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 from isal.isal_zlib import crc32
 from sqlalchemy import delete, insert, select, update
 
+from app.lifecycle.alerts import resolve_alerts
 from app.lifecycle.codecs import (
     CODEC_ERRORS,
     STREAM_BLOCK,
@@ -34,14 +36,17 @@ from app.lifecycle.codecs import (
     decompressor,
 )
 from app.lifecycle.context import Lifecycle
-from app.lifecycle.errors import RunConflict, RunNotFound
-from app.lifecycle.events import attempt
+from app.lifecycle.disk import folder_size
+from app.lifecycle.errors import FolderKept, RunConflict, RunNotFound
+from app.lifecycle.events import SUPERSEDED, attempt
 from app.lifecycle.naming import ARCHIVE_EXTENSIONS, archive_relpath, find_run_folder, folder_name_for, run_folder_name
 from app.lifecycle.store import fsync_dir
 from app.lifecycle.tarball import (
     ArchiveInvalid,
+    Fingerprint,
     Member,
     extract_tar,
+    folder_differences,
     manifest_from_tar,
     write_tar,
 )
@@ -62,6 +67,7 @@ class WrittenArchive:
     size: int
     members: list[Member]
     warnings: list[str]
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
 
     @property
     def content_bytes(self) -> int:
@@ -144,6 +150,15 @@ class ReadBack:
             raise ArchiveInvalid(f"the archive cannot be read back: {self.error}") from self.error
 
 
+def _bytes_progress(lc: Lifecycle, total_of: Callable[[], int]) -> Callable[[int], None] | None:
+    """A callback reporting bytes done of ``total_of()`` to the lifecycle's progress (None without one)."""
+    report = lc.progress
+    if report is None:
+        return None
+    total = total_of()  # only measured when someone watches
+    return lambda done: report(min(done, total), total)
+
+
 def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenArchive:
     """Write, fsync, verify and publish the archive of ``folder`` at ``key``; nothing is left on failure."""
     store = lc.store
@@ -153,7 +168,7 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
             readback = ReadBack(store.partial_path(key), codec)
             counter = CountingWriter(raw)
             stream = compressor(counter, codec)
-            written = write_tar(folder, stream, readback.spans)
+            written = write_tar(folder, stream, readback.spans, _bytes_progress(lc, lambda: folder_size(folder)))
             stream.close()
             raw.flush()
             lc.checkpoint("archive.written")
@@ -174,7 +189,9 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
             readback.finish(abandon=True)
         store.discard_partial(key)
         raise
-    return WrittenArchive(key, codec, check.sha256, counter.bytes_written, members, written.warnings)
+    return WrittenArchive(
+        key, codec, check.sha256, counter.bytes_written, members, written.warnings, written.fingerprints
+    )
 
 
 def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: Any) -> None:
@@ -200,21 +217,39 @@ def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: An
 
 
 def archive_folder(lc: Lifecycle, job: Job, root: str) -> tuple[Path, WrittenArchive]:
-    """Compress the run's folder into ``root`` (archive or trash), inside a compression slot."""
+    """Compress the run's folder into ``root`` (archive or trash), inside a compression slot.
+
+    The folder is compared with the archive once it is published: a file written or changed
+    while it was being read makes the archive incomplete, so it is removed again and the run
+    stays as it was (``FolderKept``); the next pass archives it afresh.
+    """
     folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
     if folder is None:
         raise ArchiveFailed(f"the folder of run {job.id} is missing from {lc.settings.jobs_path}")
     codec = lc.settings.archive_compression
     with lc.locks.compression_slot(lc.settings.archive_max_concurrency):
-        return folder, write_archive(lc, folder, archive_key(job, root, codec), codec)
+        archive = write_archive(lc, folder, archive_key(job, root, codec), codec)
+    differences = folder_differences(folder, archive.members, archive.fingerprints)
+    if differences:
+        lc.store.remove(archive.key)
+        raise FolderKept(job.id, folder.name, differences)
+    return folder, archive
 
 
 def archive_run(
-    lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None, manual: bool = False
+    lc: Lifecycle,
+    job_id: uuid.UUID,
+    *,
+    actor: str,
+    reason: str | None = None,
+    manual: bool = False,
+    expected_state: str | None = None,
 ) -> str:
-    """Archive one finished run; return the outcome (succeeded or skipped)."""
-    with attempt(lc, job_id, "archive", actor, reason) as record, lc.locks.run(job_id):
+    """Archive one finished run; return the outcome (succeeded, skipped or superseded)."""
+    with attempt(lc, job_id, "archive", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
+        if record.supersede(job, expected_state):
+            return SUPERSEDED
         if job.deleted_at is not None:
             raise RunConflict(f"run {job_id} is deleted")
         if job.archived_at is not None:
@@ -228,6 +263,7 @@ def archive_run(
         record_archive(lc, job, archive)
         if archive.warnings:
             record.details["warnings"] = archive.warnings
+        resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
         outcome = record.succeed(bytes_before=archive.content_bytes, bytes_after=archive.size)
         lc.session.commit()
         lc.checkpoint("archive.committed")
@@ -250,15 +286,25 @@ def adopt_archive(lc: Lifecycle, job: Job, key: str) -> None:
     record_archive(lc, job, archive, **extra)
 
 
-def extract_archive(raw: BinaryIO, codec: str, manifest: list[Member], sha256: str | None, dest: Path) -> None:
-    """Extract an archive stream into the new folder ``dest``, checked against its manifest and checksum."""
+def extract_archive(
+    raw: BinaryIO,
+    codec: str,
+    manifest: list[Member],
+    sha256: str | None,
+    dest: Path | None,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """Extract an archive stream into the new folder ``dest``, checked against its manifest and checksum.
+
+    With ``dest`` None the same checks run and nothing is written: a verification.
+    """
     files = [m for m in manifest if m.kind == "file"]
     by_offset = all(m.offset is not None for m in files)
     hasher = MemberHasher([(m.offset, m.size) for m in files]) if by_offset else None  # type: ignore[misc]
     # With data offsets the decompressing thread hashes each file, so the two cores share the work.
     stream = PipelinedDecompressor(raw, codec, hasher=hasher)
     try:
-        extract_tar(stream, dest, manifest, hash_files=not by_offset)  # type: ignore[arg-type]
+        extract_tar(stream, dest, manifest, hash_files=not by_offset, on_progress=on_progress)  # type: ignore[arg-type]
         while stream.read(1024 * 1024):
             pass
     except OSError as error:
@@ -280,13 +326,19 @@ def extract_archive(raw: BinaryIO, codec: str, manifest: list[Member], sha256: s
 def extract_verified(lc: Lifecycle, job: Job, dest: Path) -> None:
     """Extract the run's archive into the new folder ``dest``, checked against its record."""
     with lc.store.open(job.archive_path) as raw:  # type: ignore[arg-type]
-        extract_archive(raw, job.compression or "gzip", manifest_of(lc, job.id), job.archive_sha256, dest)
+        manifest = manifest_of(lc, job.id)
+        progress = _bytes_progress(lc, lambda: sum(member.size for member in manifest))
+        extract_archive(raw, job.compression or "gzip", manifest, job.archive_sha256, dest, progress)
 
 
-def restore_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None) -> str:
+def restore_run(
+    lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None, expected_state: str | None = None
+) -> str:
     """Extract a working copy of an archived run into ``jobs/``; the archive stays the source of truth."""
-    with attempt(lc, job_id, "restore", actor, reason) as record, lc.locks.run(job_id):
+    with attempt(lc, job_id, "restore", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
+        if record.supersede(job, expected_state):
+            return SUPERSEDED
         if job.deleted_at is not None or job.archived_at is None:
             raise RunConflict(
                 f"run {job_id} is {'deleted' if job.deleted_at else 'active'}; only archived runs restore"
@@ -320,16 +372,24 @@ def restore_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | N
 
 
 def expire_restore(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None) -> str:
-    """Remove a restored working copy (nothing is recompressed: the archive never left)."""
-    with attempt(lc, job_id, "expire_restore", actor, reason) as record, lc.locks.run(job_id):
+    """Remove a restored working copy (nothing is recompressed: the archive never left).
+
+    A working copy that holds anything its archive does not (a file added or changed during the
+    analysis) is kept, and the failure recorded and alerted (``FolderKept``).
+    """
+    with attempt(lc, job_id, "expire_restore", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
         if job.restored_at is None:
             return record.skip("no working copy is restored")
+        folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
+        manifest = manifest_of(lc, job.id)
+        if folder is not None and (differences := folder_differences(folder, manifest)):
+            raise FolderKept(job.id, folder.name, differences)
         lc.session.execute(update(Job).where(Job.id == job.id).values(restored_at=None, restore_expires_at=None))
+        resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
         outcome = record.succeed(bytes_before=job.size_bytes, bytes_after=0)
         lc.session.commit()
         lc.checkpoint("expire_restore.committed")
-        folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
         if folder is not None:
             shutil.rmtree(folder)
         return outcome

@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -327,10 +328,11 @@ class TarSink(io.RawIOBase):
     CRC): the member list, sizes and contents then match the folder as it was read.
     """
 
-    def __init__(self, target: BinaryIO):
+    def __init__(self, target: BinaryIO, on_progress: Callable[[int], None] | None = None):
         self.target = target
         self.length = 0
         self.crc = 0
+        self.on_progress = on_progress  # called with the bytes written so far (a task's progress)
 
     def writable(self) -> bool:
         return True
@@ -340,6 +342,8 @@ class TarSink(io.RawIOBase):
         self.crc = crc32(view, self.crc)
         self.target.write(view)
         self.length += view.nbytes
+        if self.on_progress is not None:
+            self.on_progress(self.length)
         return view.nbytes
 
     def tell(self) -> int:
@@ -353,9 +357,15 @@ class ForwardReader(io.RawIOBase):
     as its stream mode (``r|``) does.
     """
 
-    def __init__(self, source: BinaryIO):
+    def __init__(self, source: BinaryIO, on_progress: Callable[[int], None] | None = None):
         self.source = source
         self.position = 0
+        self.on_progress = on_progress  # called with the position reached (a task's progress)
+
+    def _advanced(self, count: int) -> None:
+        self.position += count
+        if self.on_progress is not None and count:
+            self.on_progress(self.position)
 
     def readable(self) -> bool:
         return True
@@ -370,7 +380,7 @@ class ForwardReader(io.RawIOBase):
             chunk = self.source.read(min(offset - self.position, STREAM_BLOCK))
             if not chunk:
                 break
-            self.position += len(chunk)
+            self._advanced(len(chunk))
         return self.position
 
     def read_view(self, limit: int) -> memoryview:
@@ -379,7 +389,7 @@ class ForwardReader(io.RawIOBase):
             view = self.source.read_view(limit)
         else:
             view = memoryview(self.source.read(limit))
-        self.position += len(view)
+        self._advanced(len(view))
         return view
 
     def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
@@ -391,7 +401,7 @@ class ForwardReader(io.RawIOBase):
             if count == 0:
                 break
             filled += count
-        self.position += filled
+        self._advanced(filled)
         return filled
 
 

@@ -24,6 +24,8 @@ class Lifecycle:
     clock: Callable[[], datetime] = utcnow
     # Called at each step of each operation; tests inject faults (exceptions, a killed process).
     fault: Callable[[str], None] | None = None
+    # Called with (bytes done, bytes in all) as an archive is written or restored: a task's progress.
+    progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def build(cls, session: Session, settings: Settings, redis: Redis, lock_ttl: float = 60.0, **options) -> Lifecycle:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from app.lifecycle.archival import archive_folder, load_run, record_archive
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.disk import folder_size
 from app.lifecycle.errors import RuleViolation, RunConflict
-from app.lifecycle.events import Attempt, attempt
+from app.lifecycle.events import SUPERSEDED, Attempt, attempt
 from app.lifecycle.naming import find_run_folder
 from app.lifecycle.store import overwrite
 from app.models import FINISHED_STATUSES, Job, JobAudit
@@ -55,15 +55,25 @@ def _audit(job: Job, *, actor: str, reason: str, strategy: str, now: datetime, b
     )
 
 
-def delete_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str, strategy: str | None = None) -> str:
+def delete_run(
+    lc: Lifecycle,
+    job_id: uuid.UUID,
+    *,
+    actor: str,
+    reason: str,
+    strategy: str | None = None,
+    expected_state: str | None = None,
+) -> str:
     """Delete a run now: soft (archive kept in the trash for the grace period) or hard (gone, audited)."""
     strategy = strategy or lc.settings.deletion_strategy
     if strategy not in STRATEGIES:
         raise RuleViolation(f"strategy must be soft or hard, not {strategy!r}")
     if not reason or not reason.strip():
         raise RuleViolation("a deletion needs a reason")
-    with attempt(lc, job_id, "delete", actor, reason) as record, lc.locks.run(job_id):
+    with attempt(lc, job_id, "delete", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
+        if record.supersede(job, expected_state):
+            return SUPERSEDED
         if job.status not in FINISHED_STATUSES:
             raise RunConflict(f"run {job_id} is {job.status}; finish or cancel it before deleting it")
         if strategy == "hard":
@@ -133,6 +143,9 @@ def _purge(lc: Lifecycle, job: Job, *, actor: str, reason: str | None) -> str:
     with attempt(lc, job.id, "purge", actor, reason) as record:
         if job.deleted_at is None or job.purged_at is not None:
             return record.skip("not in the trash")
+        if job.verify_outcome == "corrupt":
+            # A person must see a corrupt archive before its last copy goes (archive_corrupt alert).
+            raise RunConflict(f"the archive of run {job.id} failed verification; not purged until it is looked at")
         key = job.archive_path
         size = job.archive_size_bytes or 0
         now = lc.now()
@@ -158,7 +171,7 @@ def purge_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | Non
 
 def undelete_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None) -> str:
     """Bring a soft-deleted run back from the trash within its grace period, protected for another one."""
-    with attempt(lc, job_id, "undelete", actor, reason) as record, lc.locks.run(job_id):
+    with attempt(lc, job_id, "undelete", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
         if job.deleted_at is None:
             raise RunConflict(f"run {job_id} is not deleted")
@@ -205,7 +218,7 @@ def extend_retention(
         raise RuleViolation("extending retention needs a reason")
     if retain_until is None and keep_forever is None:
         raise RuleViolation("give retain_until or keep_forever")
-    with attempt(lc, job_id, "extend", actor, reason) as record, lc.locks.run(job_id):
+    with attempt(lc, job_id, "extend", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
         if job.deleted_at is not None:
             raise RunConflict(f"run {job_id} is deleted; undelete it first")

@@ -84,10 +84,54 @@ def archive_relpath(folder_name: str, job_id: uuid.UUID, compression: str) -> Pu
 
 
 def safe_member_path(member: str) -> PurePosixPath:
-    """Normalise a path inside a run, refusing absolute paths and any that climb out of it."""
-    if "\x00" in member or "\\" in member:
-        raise ValueError(f"invalid path inside a run: {member[:200]!r}")
+    """Normalise a path inside a run, refusing absolute paths and any that climb out of it.
+
+    ``member`` is a name as the file system gives it (undecodable bytes as surrogates): a
+    backslash or a newline is an ordinary character of a POSIX name, a NUL never is.
+    """
+    if "\x00" in member:
+        raise ValueError(f"invalid path inside a run: {escape_name(member[:200])!r}")
     parts = [part for part in PurePosixPath(member).parts if part not in ("", ".")]
     if member.startswith("/") or not parts or ".." in parts:
-        raise ValueError(f"invalid path inside a run: {member[:200]!r}")
+        raise ValueError(f"invalid path inside a run: {escape_name(member[:200])!r}")
     return PurePosixPath(*parts)
+
+
+# A file name is bytes; the database, JSON and pages need text. Names are kept in an escaped form
+# that is plain UTF-8 and maps back to the very same bytes: a backslash is written "\\", control
+# characters "\n", "\r", "\t" or "\xHH", and each byte that is not valid UTF-8 (a surrogate
+# after os.fsdecode) "\xHH". Every other name - nearly all of them - is its own escaped form.
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNNAMED = {value: key for key, value in _NAMED_ESCAPES.items()}
+_NEEDS_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f\udc80-\udcff]")
+_ESCAPE = re.compile(r"\\(\\|n|r|t|x[0-9a-fA-F]{2})|\\")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def escape_name(native: str) -> str:
+    """The escaped text form of a name as the file system gives it (see above)."""
+    return _NEEDS_ESCAPE.sub(_escape_one, native)
+
+
+def _unescape_one(match: re.Match[str]) -> str:
+    token = match.group()
+    if token == "\\":
+        raise ValueError("a lone backslash: write a backslash in a name as \\\\")
+    if token in _UNNAMED:
+        return _UNNAMED[token]
+    code = int(token[2:], 16)
+    return chr(0xDC00 + code) if code >= 0x80 else chr(code)
+
+
+def native_name(escaped: str) -> str:
+    """The name as the file system knows it, from its escaped form; ValueError if malformed."""
+    if "\\" not in escaped:
+        return escaped
+    return _ESCAPE.sub(_unescape_one, escaped)

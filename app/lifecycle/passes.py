@@ -69,7 +69,7 @@ class PassIncomplete(Exception):
     """Some runs failed in a pass; they are recorded and will be retried."""
 
 
-def _in_chunks(lc: Lifecycle, query: Select, order: Any, chunk: int) -> Iterator[Job]:
+def in_chunks(lc: Lifecycle, query: Select, order: Any, chunk: int) -> Iterator[Job]:
     """Yield the query's runs ordered by ``(order, id)``, fetched ``chunk`` at a time by keyset."""
     last: tuple[Any, uuid.UUID] | None = None
     while True:
@@ -98,7 +98,7 @@ def _run_over(
     if job_ids is not None:
         query = query.where(Job.id.in_(job_ids))
     total = count_rows(lc.session, query)
-    for done, job in enumerate(_in_chunks(lc, query, order, lc.settings.archive_batch_size), start=1):
+    for done, job in enumerate(in_chunks(lc, query, order, lc.settings.archive_batch_size), start=1):
         job_id, label = job.id, run_folder_name(folder_name_of(job), job.id)
         size = size_of(job) or 0
         report.bytes_before += size
@@ -148,13 +148,13 @@ def archive_old_runs(
         Job.completed_at,
         lambda job_id: archive_run(lc, job_id, actor=actor),
         progress,
-        size_of=lambda job: _folder_bytes(lc, job),
+        size_of=lambda job: bytes_to_archive(lc, job),
         job_ids=job_ids,
     )
     return report
 
 
-def _folder_bytes(lc: Lifecycle, job: Job) -> int | None:
+def bytes_to_archive(lc: Lifecycle, job: Job) -> int | None:
     """What archiving the run would read: its folder as it is now, not as it was when it finished."""
     folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
     try:
@@ -222,7 +222,7 @@ def migrate_folder_names(
     report = PassReport("migrate", dry_run=dry_run)
 
     def fill(job_id: uuid.UUID) -> str:
-        with attempt(lc, job_id, "migrate", actor, "fill folder_name") as record, lc.locks.run(job_id):
+        with attempt(lc, job_id, "migrate", actor, "fill folder_name", take_lock=True) as record:
             job = load_run(lc, job_id)
             name = folder_name_for(job.created_at)
             lc.session.execute(update(Job).where(Job.id == job_id, Job.folder_name.is_(None)).values(folder_name=name))
@@ -262,7 +262,7 @@ def _rename_legacy_folders(lc: Lifecycle, report: PassReport, actor: str) -> Non
             report.lines.append(f"rename {folder.name} -> {target.name}")
             continue
         try:
-            with attempt(lc, job_id, "migrate", actor, "rename legacy folder") as record, lc.locks.run(job_id):
+            with attempt(lc, job_id, "migrate", actor, "rename legacy folder", take_lock=True) as record:
                 if target.exists():
                     raise FileExistsError(f"{target.name} already exists")
                 os.rename(folder, target)
