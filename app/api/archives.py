@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, request, stream_with_context
@@ -21,8 +20,8 @@ from app.api.params import in_date_range, pagination
 from app.api.schemas import page
 from app.downloads import archive_download
 from app.extensions import db, lifecycle
-from app.lifecycle.codecs import STREAM_BLOCK, ForwardReader, decompressor
-from app.lifecycle.naming import safe_member_path
+from app.lifecycle.members import ArchiveCorrupt, read_member
+from app.lifecycle.naming import escape_name, native_name, safe_member_path
 from app.lifecycle.runs import is_archived, runs_visible_to
 from app.models import ArchiveMember, Job, count_rows
 
@@ -85,10 +84,11 @@ def list_archive_files(job_id: str) -> Any:
 @bp.get("/jobs/<job_id>/archive/files/<path:member_path>")
 @documented(ok=(200, None), media="application/octet-stream")
 def read_archive_file(job_id: str, member_path: str) -> Any:
-    """Stream one file out of the archive without restoring the run."""
+    """Stream one file out of the archive without restoring the run; its bytes are checked as they go."""
     job = archived_job(job_id)
     try:
-        clean = str(safe_member_path(member_path))
+        # The URL carries the escaped form (app.lifecycle.naming); the row holds the canonical one.
+        clean = escape_name(str(safe_member_path(native_name(member_path))))
     except ValueError as error:
         raise ApiError(400, str(error), "invalid_path") from None
     member = db.session.scalar(select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.path == clean))
@@ -96,27 +96,15 @@ def read_archive_file(job_id: str, member_path: str) -> Any:
         raise ApiError(404, f"no file {clean!r} in the archive of run {job.id}")
     if member.kind != "file" or member.offset is None:
         raise ApiError(409, f"{clean!r} is a {member.kind}, not a file", "not_a_file")
-    store, codec, key = lifecycle().store, job.compression or "gzip", job.archive_path
-    offset, size = member.offset, member.size
-
-    def chunks() -> Iterator[bytes]:
-        # The stream is read from the start up to the member's offset: the manifest keeps the
-        # offset so a seekable index can make this instant later.
-        with store.open(key) as raw:  # type: ignore[arg-type]
-            reader = ForwardReader(decompressor(raw, codec))
-            reader.seek(offset)
-            remaining = size
-            while remaining:
-                chunk = reader.read(min(remaining, STREAM_BLOCK))
-                if not chunk:
-                    raise OSError(f"archive of run {job.id} ended inside {clean!r}")
-                remaining -= len(chunk)
-                yield chunk
-
-    mimetype = content_type(clean)
-    headers = {"Content-Length": str(size), "ETag": f'"{member.sha256}"', "X-Content-Type-Options": "nosniff"}
+    headers = {"Content-Length": str(member.size), "ETag": f'"{member.sha256}"', "X-Content-Type-Options": "nosniff"}
     if member.sha256:
         headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(member.sha256)).decode()}:"
     if request.if_none_match and member.sha256 and request.if_none_match.contains(member.sha256):
         return Response(status=304, headers={"ETag": headers["ETag"]})
-    return Response(stream_with_context(chunks()), mimetype=mimetype, headers=headers)
+    try:
+        read = read_member(lifecycle(), job, member)
+    except ArchiveCorrupt as error:
+        # The stored bytes are wrong, not the request: a 500, with the alert already raised.
+        raise ApiError(500, str(error), "archive_corrupt") from None
+    # A larger member can still fail part-way: its stream then raises before its last chunk.
+    return Response(stream_with_context(read.chunks), mimetype=content_type(clean), headers=headers)

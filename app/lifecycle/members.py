@@ -1,0 +1,132 @@
+"""Reading a run's archive for a client - one member, or the whole file - never handing on wrong bytes.
+
+A member is read by decoding the archive from its start up to the member's offset in the tar
+stream (the manifest keeps it, so a seekable index can make this instant later), then hashing
+its bytes against the manifest's SHA-256 as they are read. A body whose bytes do not match never
+completes:
+
+- a member up to ``WHOLE_READ_MAX`` bytes is read and checked whole before its first byte is sent,
+  so a mismatch is answered as an error instead of a body;
+- a larger member is streamed, but its last chunk is held back until the digest is checked; on a
+  mismatch, a decoder error or a short read the stream raises instead of yielding it, so the
+  client never receives a complete body. Its first chunk is read before the response starts, so
+  an archive that cannot be decoded at all (not gzip, say) is still answered as an error.
+
+The whole archive file is streamed the same way, against the run's ``archive_sha256``. Each
+failure opens the critical ``archive_corrupt`` alert and marks the run's ``verify_outcome``
+corrupt (app.lifecycle.alerts) before ``ArchiveCorrupt`` is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from app.lifecycle.alerts import mark_archive_corrupt
+from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, ForwardReader, decompressor
+from app.lifecycle.context import Lifecycle
+from app.models import ArchiveMember, Job
+
+# Read and checked whole before the first byte is sent; larger members are streamed with their
+# last chunk held back. One STREAM_BLOCK: at most 1 MiB in memory per request, and a larger
+# member always spans two chunks or more, so its first one goes out while the rest is checked.
+WHOLE_READ_MAX = STREAM_BLOCK
+
+
+class ArchiveCorrupt(Exception):
+    """A run's archive gave bytes that do not match its record (checksum, decoder error, short read)."""
+
+
+@dataclass
+class MemberRead:
+    """One member ready to send: its size and recorded SHA-256, and its checked bytes."""
+
+    size: int
+    sha256: str
+    chunks: Iterator[bytes]
+
+
+def _corrupt(lc: Lifecycle, job_id: uuid.UUID, detail: str) -> ArchiveCorrupt:
+    """Record the run's archive as corrupt (alert and verify_outcome), commit, and return the error to raise."""
+    # Loaded afresh: a streamed body runs after the request's session was closed, which detached
+    # the run the view had loaded (the scoped session then hands out a new one).
+    job = lc.session.get(Job, job_id)
+    if job is not None:  # a run deleted meanwhile has no record left to mark
+        mark_archive_corrupt(lc.session, job, detail, now=lc.now())
+        lc.session.commit()
+    return ArchiveCorrupt(f"the archive of run {job_id} does not match its record: {detail}")
+
+
+def _checked(
+    lc: Lifecycle, job_id: uuid.UUID, pieces: Iterator[bytes], expected: str | None, what: str
+) -> Iterator[bytes]:
+    """Yield ``pieces`` while hashing them; the last one only once the SHA-256 matches ``expected``."""
+    if not expected:
+        raise _corrupt(lc, job_id, f"{what}: no SHA-256 is recorded, so its bytes cannot be checked")
+    digest = hashlib.sha256()
+    held: bytes | None = None
+    try:
+        for piece in pieces:
+            digest.update(piece)
+            if held is not None:
+                yield held
+            held = piece
+    except OSError as error:
+        if error.errno is not None:  # the disk (EIO, EACCES), not the archive's bytes
+            raise
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+    except CODEC_ERRORS as error:
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+    if digest.hexdigest() != expected:
+        raise _corrupt(lc, job_id, f"{what}: SHA-256 {digest.hexdigest()} instead of {expected}")
+    if held is not None:
+        yield held
+
+
+def _member_pieces(raw: BinaryIO, codec: str, offset: int, size: int) -> Iterator[bytes]:
+    """The member's bytes out of the archive stream, in blocks; the open file is closed when done."""
+    with raw:
+        reader = ForwardReader(decompressor(raw, codec))
+        if reader.seek(offset) != offset:
+            raise EOFError(f"the archive ends before offset {offset}")
+        remaining = size
+        while remaining:
+            piece = reader.read(min(remaining, STREAM_BLOCK))
+            if not piece:
+                raise EOFError(f"the archive ends {remaining} bytes before the member does")
+            remaining -= len(piece)
+            yield piece
+
+
+def read_member(lc: Lifecycle, job: Job, member: ArchiveMember) -> MemberRead:
+    """Open one file member of the run's archive for sending; ArchiveCorrupt if its bytes fail before the first."""
+    if member.kind != "file" or member.offset is None:
+        raise ValueError(f"{member.path!r} is a {member.kind}, not a file with recorded data")
+    raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
+    pieces = _member_pieces(raw, job.compression or "gzip", member.offset, member.size)
+    chunks = _checked(lc, job.id, pieces, member.sha256, f"member {member.path!r}")
+    if member.size <= WHOLE_READ_MAX:
+        return MemberRead(member.size, member.sha256 or "", iter([b"".join(chunks)]))
+    first = next(chunks)  # decoded before the response starts: a bad archive is still answered as an error
+    return MemberRead(member.size, member.sha256 or "", _prepend(first, chunks))
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def read_archive_file(lc: Lifecycle, job: Job) -> Iterator[bytes]:
+    """The run's archive file in blocks, the last one held back until the file matches ``archive_sha256``."""
+    # Opened now, not when the body is first read: a missing file raises here, not mid-response.
+    raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
+
+    def pieces() -> Iterator[bytes]:
+        with raw:
+            while piece := raw.read(STREAM_BLOCK):
+                yield piece
+
+    return _checked(lc, job.id, pieces(), job.archive_sha256, "the archive file")
