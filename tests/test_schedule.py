@@ -28,6 +28,13 @@ def test_the_configured_crons_become_the_schedule(app):
     tasks = {t.name: t for t in scheduled_tasks(app.extensions["agar.settings"])}
     assert tasks["archive"].cron == "0 2 * * *" and tasks["archive"].function == "app.tasks.archive_old_runs"
     assert tasks["cleanup"].cron == "0 3 * * *" and tasks["cleanup"].function == "app.tasks.cleanup_old_runs"
+    assert tasks["verify"].cron == "0 4 * * 0" and tasks["verify"].function == "app.tasks.verify_archives"
+
+
+def test_the_verification_pass_follows_verify_schedule(make_app):
+    app = make_app(VERIFY_SCHEDULE="30 5 * * 6")
+    tasks = {t.name: t for t in scheduled_tasks(app.extensions["agar.settings"])}
+    assert tasks["verify"].cron == "30 5 * * 6" and tasks["verify"].function == "app.tasks.verify_archives"
 
 
 def test_cron_is_evaluated_in_utc():
@@ -86,7 +93,7 @@ def test_the_scheduler_process_catches_up_once_even_with_two_instances(redis_db,
     ]
     try:
         deadline = time.monotonic() + 30
-        while len(queued_ids(redis_db)) < 4 and time.monotonic() < deadline:
+        while len(queued_ids(redis_db)) < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1)
     finally:
@@ -95,6 +102,6 @@ def test_the_scheduler_process_catches_up_once_even_with_two_instances(redis_db,
             process.wait(timeout=10)
     ids = queued_ids(redis_db)
     now = datetime.now(UTC)
-    every = scheduled_tasks(load_settings({}))  # archive, cleanup, the hourly snapshot, the alert check
+    every = scheduled_tasks(load_settings({}))  # archive, cleanup, verify, the hourly snapshot, the alert check
     expected = sorted(occurrence_id(task, previous_occurrence(task, now)) for task in every)
-    assert ids == expected and len(ids) == 4
+    assert ids == expected and len(ids) == 5

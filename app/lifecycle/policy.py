@@ -57,9 +57,13 @@ def restores_due_to_expire(now: datetime) -> Select:
 
 
 def trash_due_for_purge(settings: Settings, now: datetime) -> Select:
-    """Soft-deleted runs whose DELETE_GRACE_DAYS have run out and whose archive is still in the trash."""
+    """Soft-deleted runs whose DELETE_GRACE_DAYS have run out and whose archive is still in the trash.
+
+    A run whose archive was found corrupt stays until a person has looked and it verifies again.
+    """
     return select(Job).where(
         Job.deleted_at.is_not(None),
         Job.purged_at.is_(None),
         Job.deleted_at <= now - timedelta(days=settings.delete_grace_days),
+        or_(Job.verify_outcome.is_(None), Job.verify_outcome != "corrupt"),
     )
