@@ -13,12 +13,15 @@ import time
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 
 from app import ConfigError, create_app
 from app.extensions import db, redis_connection
+from app.tasks import record_failed_attempt, repair_at_worker_start
 
 QUEUES = ("agar",)
+log = logging.getLogger("agar.worker")
 
 
 def wait_for_redis(connection: Redis, seconds: float = 30.0) -> None:
@@ -48,11 +51,26 @@ class AppWorker(Worker):
             finally:
                 db.session.remove()
 
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):  # type: ignore[no-untyped-def]
+        # Before RQ schedules the retry (which saves the job, meta included): /tasks/{id} shows the error.
+        try:
+            record_failed_attempt(job, exc_string)
+        except RedisError as error:  # RQ's own handling below still runs (and says Redis is gone)
+            log.error("task %s: could not record its failure: %s", job.id, error)
+        return super().handle_job_failure(job, queue, started_job_registry=started_job_registry, exc_string=exc_string)
+
 
 def run_worker(app, burst: bool = False) -> bool:  # type: ignore[no-untyped-def]
     connection = redis_connection(app)
     wait_for_redis(connection)
     AppWorker.flask_app = app
+    with app.app_context():
+        try:
+            repairs = repair_at_worker_start()
+        except Exception:  # a failed repair is logged loudly, and the worker still serves the queue
+            log.exception("reconcile at worker start failed")
+        else:
+            log.info("at start: %s", {key: value for key, value in repairs.items() if value})
     queues = [Queue(name, connection=connection) for name in QUEUES]
     worker = AppWorker(queues, connection=connection)
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
@@ -73,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        app = create_app()
+        app = create_app(check_database=True)
     except ConfigError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, load_settings, masked_url
 from app.db_session import ping_when_idle, utc_sessions
 from app.extensions import csrf, db, migrate
 from app.json_provider import use_orjson
@@ -19,8 +21,12 @@ from app.json_provider import use_orjson
 __all__ = ["ConfigError", "create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app from the environment, with ``config`` overriding it (tests pass theirs)."""
+def create_app(config: Mapping[str, Any] | None = None, *, check_database: bool = False) -> Flask:
+    """Build the app from the environment, with ``config`` overriding it (tests pass theirs).
+
+    The processes (``wsgi``, so gunicorn and the flask CLI, and ``worker.py``) pass
+    ``check_database=True``: a database they cannot reach stops them at once, with one line.
+    """
     overrides = dict(config or {})
     settings = load_settings({**os.environ, **overrides})
 
@@ -43,6 +49,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     prepare_storage(settings)
 
     register_extensions(app)
+    if check_database:
+        connect_database(app, settings)
     register_blueprints(app)
     register_commands(app)
     return app
@@ -77,6 +85,19 @@ def prepare_storage(settings: Settings) -> None:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"{variable}: cannot create {root}: {error.strerror}") from None
+
+
+def connect_database(app: Flask, settings: Settings) -> None:
+    """Connect once, or stop with a ConfigError naming ``DATABASE_URL`` and why it cannot be reached."""
+    try:
+        with app.app_context(), db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        url = settings.database_url or app.config["SQLALCHEMY_DATABASE_URI"]
+        # The driver's first line ends with the cause ("Connection refused", "unable to open database file").
+        first_line = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        cause = first_line.rsplit(": ", 1)[-1].strip()
+        raise ConfigError(f"DATABASE_URL: cannot connect to {masked_url(url)}: {cause}") from None
 
 
 def _instance_secret_key(instance_path: str) -> str:

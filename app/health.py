@@ -1,15 +1,18 @@
-"""``/healthz``: is the database, Redis and the run storage usable? 503 when one is not."""
+"""``/healthz``: are the database, Redis, the run storage, an RQ worker and the scheduler there? 503 when not."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint
+from rq import Queue, Worker
 from sqlalchemy import text
 
 from app.extensions import db, redis_connection, settings
+from app.schedule import HEARTBEAT_MISSED_POLLS, POLL_SECONDS, QUEUE_NAME, last_heartbeat
 
 bp = Blueprint("health", __name__)
 
@@ -24,6 +27,26 @@ def _check_redis() -> dict[str, Any]:
     return {"ok": True}
 
 
+def _check_workers() -> dict[str, Any]:
+    # Worker.all lists the workers whose registration has not expired: a killed worker drops out
+    # within RQ's worker TTL (7 minutes), one that stopped cleanly at once.
+    count = len(Worker.all(queue=Queue(QUEUE_NAME, connection=redis_connection())))
+    if count == 0:
+        return {"ok": False, "count": 0, "error": f"no live RQ worker on the {QUEUE_NAME!r} queue"}
+    return {"ok": True, "count": count}
+
+
+def _check_scheduler() -> dict[str, Any]:
+    last = last_heartbeat(redis_connection())
+    if last is None:
+        return {"ok": False, "last_heartbeat": None, "error": "no scheduler heartbeat"}
+    age = (datetime.now(UTC) - last).total_seconds()
+    if age > HEARTBEAT_MISSED_POLLS * POLL_SECONDS:
+        error = f"no scheduler heartbeat for {age:.0f} s (it beats every {POLL_SECONDS:.0f} s)"
+        return {"ok": False, "last_heartbeat": last, "error": error}
+    return {"ok": True, "last_heartbeat": last}
+
+
 def _check_disk() -> dict[str, Any]:
     root = settings().scraper_data_path
     if not root.is_dir():
@@ -34,10 +57,23 @@ def _check_disk() -> dict[str, Any]:
     return {"ok": True, "total_bytes": usage.total, "free_bytes": usage.free}
 
 
+CHECKS = (
+    ("database", _check_database),
+    ("redis", _check_redis),
+    ("disk", _check_disk),
+    ("workers", _check_workers),
+    ("scheduler", _check_scheduler),
+)
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
     checks: dict[str, Any] = {}
-    for name, check in (("database", _check_database), ("redis", _check_redis), ("disk", _check_disk)):
+    for name, check in CHECKS:
+        if name in ("workers", "scheduler") and not checks["redis"]["ok"]:
+            # Both are read from Redis: say so rather than wait for its timeout twice more.
+            checks[name] = {"ok": False, "error": "unknown: Redis does not answer"}
+            continue
         try:
             checks[name] = check()
         except Exception as error:  # a health check reports every failure instead of raising

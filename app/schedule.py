@@ -29,6 +29,12 @@ CLAIM_TTL = timedelta(days=8)
 SNAPSHOT_SCHEDULE = "0 * * * *"  # storage snapshots, hourly (SPEC §4)
 ALERTS_SCHEDULE = "*/15 * * * *"  # the alert check: a filling disk is seen within a quarter of an hour
 QUEUE_NAME = "agar"
+POLL_SECONDS = 20.0
+# The scheduler's "I am alive", written at start and after every poll; /healthz calls it down once
+# HEARTBEAT_MISSED_POLLS polls have passed without one. Kept a day so the last beat stays visible.
+HEARTBEAT_KEY = "agar:scheduler:heartbeat"
+HEARTBEAT_MISSED_POLLS = 3
+HEARTBEAT_TTL = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
     return [
         ScheduledTask("archive", settings.archive_schedule, "app.tasks.archive_old_runs"),
         ScheduledTask("cleanup", settings.cleanup_schedule, "app.tasks.cleanup_old_runs"),
+        ScheduledTask("verify", settings.verify_schedule, "app.tasks.verify_archives"),
         ScheduledTask("snapshot", SNAPSHOT_SCHEDULE, "app.tasks.take_storage_snapshot", timeout=600),
         ScheduledTask("alerts", ALERTS_SCHEDULE, "app.tasks.check_alerts", timeout=600),
     ]
@@ -111,7 +118,7 @@ def run_scheduler_loop(
     connection: Redis,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    poll_seconds: float = 20.0,
+    poll_seconds: float = POLL_SECONDS,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Run forever: catch up once, then enqueue each occurrence as its time comes."""
@@ -120,8 +127,23 @@ def run_scheduler_loop(
         log.info("schedule %s: %r (UTC), next at %s", task.name, task.cron, next_occurrence(task, clock()))
     since = clock()
     catch_up(connection, tasks, since)
+    beat(connection)
     while not should_stop():
         time.sleep(poll_seconds)
         now = clock()
         tick(connection, tasks, since, now)
+        beat(connection)
         since = now
+
+
+def beat(connection: Redis) -> datetime:
+    """Record that the scheduler is alive, at the wall-clock time (not the schedule's clock)."""
+    moment = datetime.now(UTC)
+    connection.set(HEARTBEAT_KEY, moment.isoformat(), ex=int(HEARTBEAT_TTL.total_seconds()))
+    return moment
+
+
+def last_heartbeat(connection: Redis) -> datetime | None:
+    """When the scheduler last said it was alive, or None if no scheduler has for a day."""
+    raw = connection.get(HEARTBEAT_KEY)
+    return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw) if raw else None

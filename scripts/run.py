@@ -61,6 +61,17 @@ def choose_redis(env: dict[str, str], *, which=shutil.which, reachable=answers) 
     raise NoRedis(NO_REDIS)
 
 
+def app_processes(python: str, port: str) -> list[tuple[str, str]]:
+    """The web app, an RQ worker and the scheduler; the last two are started again when they exit."""
+    # honcho stops everything when one process exits: a worker lost with Redis must come back alone.
+    keep = f"{python} scripts/keep_running.py --name"
+    return [
+        ("web", f"{python} -m gunicorn --workers 2 --bind 127.0.0.1:{port} --access-logfile - wsgi:app"),
+        ("worker", f"{keep} worker -- {python} worker.py"),
+        ("scheduler", f"{keep} scheduler -- {python} worker.py scheduler"),
+    ]
+
+
 def main() -> int:
     env = dict(os.environ)
     python = sys.executable
@@ -77,11 +88,7 @@ def main() -> int:
         print(f"Using Redis at {env['REDIS_URL']}")
 
     port = env.get("PORT", "5000")
-    processes += [
-        ("web", f"{python} -m gunicorn --workers 2 --bind 127.0.0.1:{port} --access-logfile - wsgi:app"),
-        ("worker", f"{python} worker.py"),
-        ("scheduler", f"{python} worker.py scheduler"),
-    ]
+    processes += app_processes(python, port)
     manager = Manager()
     for name, command in processes:
         manager.add_process(name, command, env=env, cwd=str(ROOT))

@@ -105,3 +105,69 @@ def test_create_app_takes_test_config(app, tmp_path):
     assert app.testing
     assert app.extensions["agar.settings"].jobs_path.is_dir()
     assert app.extensions["agar.settings"].archive_base_path.is_dir()
+
+
+def test_an_unsupported_database_url_names_the_variable_and_hides_the_password():
+    with pytest.raises(ConfigError) as stop:
+        load_settings({"DATABASE_URL": "mysql://root:hunter2@db.example/agar"})
+    assert (
+        str(stop.value)
+        == "DATABASE_URL must be a sqlite:// or postgresql:// URL, got 'mysql://root:***@db.example/agar'"
+    )
+    for accepted in ("sqlite:///agar.db", "postgresql://u@h/d", "postgres://u@h/d", "postgresql+psycopg://u@h/d"):
+        assert load_settings({"DATABASE_URL": accepted}).database_url == accepted
+
+
+def test_create_app_for_a_process_refuses_a_database_it_cannot_reach(tmp_path, clean_env):
+    url = f"sqlite:///{tmp_path / 'no-such-folder' / 'agar.db'}"
+    config = {"DATABASE_URL": url, "SCRAPER_DATA_PATH": str(tmp_path / "d"), "INSTANCE_PATH": str(tmp_path / "i")}
+    with pytest.raises(ConfigError) as stop:
+        create_app(config, check_database=True)
+    assert str(stop.value) == f"DATABASE_URL: cannot connect to {url}: unable to open database file"
+    assert create_app(config).extensions["agar.settings"].database_url == url  # tests build apps without the check
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgresql://postgres:secret@127.0.0.1:1/nothing",
+            "DATABASE_URL: cannot connect to postgresql://postgres:***@127.0.0.1:1/nothing: Connection refused",
+        ),
+        ("mysql://x/y", "DATABASE_URL must be a sqlite:// or postgresql:// URL, got 'mysql://x/y'"),
+    ],
+    ids=["unreachable", "unsupported"],
+)
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "flask", "--app", "wsgi", "users", "list"], ["worker.py", "--burst"], ["worker.py", "scheduler"]],
+    ids=["flask-cli", "worker", "scheduler"],
+)
+def test_every_process_stops_on_a_bad_database_url_with_one_line(tmp_path, url, message, command):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SCRAPER_DATA_PATH": str(tmp_path), "DATABASE_URL": url}
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nobody's Redis: a process that got past the database fails too
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"Configuration error: {message}"
+
+
+def test_archives_are_verified_weekly_within_a_byte_budget_by_default(tmp_path):
+    settings = load_settings({"SCRAPER_DATA_PATH": str(tmp_path)})
+    assert settings.verify_schedule == "0 4 * * 0"
+    assert settings.verify_max_bytes_per_run == 50 * 1024**3
+    chosen = load_settings({"VERIFY_SCHEDULE": "30 5 * * 6", "VERIFY_MAX_BYTES_PER_RUN": "1000000"})
+    assert (chosen.verify_schedule, chosen.verify_max_bytes_per_run) == ("30 5 * * 6", 1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"VERIFY_SCHEDULE": "sundays"}, "VERIFY_SCHEDULE"),
+        ({"VERIFY_MAX_BYTES_PER_RUN": "0"}, "VERIFY_MAX_BYTES_PER_RUN"),
+        ({"VERIFY_MAX_BYTES_PER_RUN": "50GB"}, "VERIFY_MAX_BYTES_PER_RUN"),
+    ],
+)
+def test_invalid_verification_settings_name_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
