@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app import tasks
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import archival, deletion, passes
+from app.lifecycle import archival, deletion, passes, verification
 from app.lifecycle.archival import folder_name_of, load_run
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
@@ -54,12 +54,12 @@ class JobIdParam(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-def _bar() -> Any:
+def _bar(label: str = "runs") -> Any:
     state: dict[str, Any] = {}
 
     def progress(done: int, total: int) -> None:
         if "bar" not in state:
-            state["bar"] = click.progressbar(length=total, label="runs", file=sys.stderr)
+            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
             state["bar"].__enter__()
         state["bar"].update(done - state.get("done", 0))
         state["done"] = done
@@ -69,12 +69,44 @@ def _bar() -> Any:
     return progress
 
 
+def _size_text(n: int) -> str:
+    """Bytes as people read them, in the units of the dashboard (1 MB = 2**20 bytes)."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+# What each pass does to a run, said the way an admin would: (would …, did …).
+_VERBS = {"archive": ("archive", "archived"), "cleanup": ("delete", "deleted"), "migrate": ("migrate", "migrated")}
+
+
+def pass_summary(report: passes.PassReport) -> str:
+    """One line saying what a pass did, or in a dry run would do: runs, bytes, and the side work."""
+    would, did = _VERBS.get(report.action, (report.action, report.action))
+    acted = report.outcomes["succeeded"]
+    head = f"{'would ' + would if report.dry_run else did} {_plural(acted, 'run')}, {_size_text(report.bytes_before)}"
+    parts = [head]
+    if not report.dry_run:
+        parts.append(", ".join(f"{count} {name}" for name, count in report.outcomes.items()))
+    if "restores_expired" in report.extra:
+        expired = report.extra["restores_expired"]
+        parts.append(f"expired {expired} restored {'copy' if expired == 1 else 'copies'}")
+    if "purged" in report.extra:
+        parts.append(
+            f"{'would purge' if report.dry_run else 'purged'} {_plural(report.extra['purged'], 'trashed run')}"
+        )
+    return "; ".join(parts)
+
+
 def _print_report(report: passes.PassReport) -> None:
     for line in report.lines:
         click.echo(line)
-    outcomes = ", ".join(f"{count} {name}" for name, count in report.outcomes.items())
-    verb = "would change" if report.dry_run else "done"
-    click.echo(f"{report.action}: {verb}: {outcomes}; {report.bytes_before} bytes", err=True)
+    click.echo(pass_summary(report), err=True)
     for error in report.errors:
         click.echo(f"  error: {error}", err=True)
     if report.failed:
@@ -85,12 +117,14 @@ def _enqueued(job: Any) -> None:
     click.echo(f"enqueued task {job.id}")
 
 
-def _one(action: str, job_id: Any, operation: Any, dry_run: bool, applies: Any) -> None:
+def _one(action: str, job_id: Any, operation: Any, dry_run: bool, applies: Any, size_of: Any = None) -> None:
     job = load_or_fail(job_id)
     if dry_run:
-        if applies(job):
-            click.echo(f"{run_folder_name(folder_name_of(job), job.id)}\t{job.size_bytes or 0}")
-        click.echo(f"{action}: would change {1 if applies(job) else 0} run", err=True)
+        count = 1 if applies(job) else 0
+        size = count * ((size_of(job) if size_of else job.size_bytes) or 0)
+        if count:
+            click.echo(f"{run_folder_name(folder_name_of(job), job.id)}\t{size}")
+        click.echo(f"would {action} {_plural(count, 'run')}, {_size_text(size)}", err=True)
         return
     try:
         outcome = operation()
@@ -126,7 +160,7 @@ def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
     """Archive the runs due for archival (and expire old restored copies)."""
     if enqueue:
         if job_id:
-            return _enqueued(tasks.enqueue(tasks.archive_job, str(job_id), _actor()))
+            return _enqueued(tasks.enqueue_for_run(tasks.archive_job, load_or_fail(job_id), _actor()))
         return _enqueued(
             tasks.enqueue(tasks.archive_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
         )
@@ -138,6 +172,7 @@ def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
             lambda: archival.archive_run(lc, job_id, actor=_actor(), manual=True),
             dry_run,
             lambda job: job.archived_at is None and job.deleted_at is None and job.completed_at is not None,
+            lambda job: passes.bytes_to_archive(lc, job),
         )
     _print_report(passes.archive_old_runs(lc, actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
 
@@ -149,7 +184,7 @@ def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
     """Delete archived runs past DELETE_AFTER_DAYS and purge the trash past its grace period."""
     if enqueue:
         if job_id:
-            return _enqueued(tasks.enqueue(tasks.delete_job, str(job_id), _actor(), reason))
+            return _enqueued(tasks.enqueue_for_run(tasks.delete_job, load_or_fail(job_id), _actor(), reason))
         return _enqueued(
             tasks.enqueue(tasks.cleanup_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
         )
@@ -172,7 +207,7 @@ def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
 def restore_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
     """Extract a working copy of an archived run into jobs/."""
     if enqueue:
-        return _enqueued(tasks.enqueue(tasks.restore_job, str(job_id), _actor()))
+        return _enqueued(tasks.enqueue_for_run(tasks.restore_job, load_or_fail(job_id), _actor()))
     lc = lifecycle()
     _one(
         "restore",
@@ -184,18 +219,23 @@ def restore_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
 
 
 @runs_cli.command("reconcile")
-def reconcile_command() -> None:
-    """Repair what a crash left: partial files, unrecorded archives, leftover folders."""
-    report = reconcile(lifecycle())
-    for label, items in report.as_dict().items():
+@click.option(
+    "--report", "report_only", is_flag=True, help="Change nothing: list what a repair would do and what needs a person."
+)
+@click.option("--no-hash", is_flag=True, help="With --report: check archives' sizes only, not their SHA-256.")
+def reconcile_command(report_only: bool, no_hash: bool) -> None:
+    """Repair what a crash left: partial files, unrecorded archives, leftover folders; exit 1 if anything is left."""
+    report = reconcile(lifecycle(), repair=not report_only, hash_archives=report_only and not no_hash)
+    labels = {"repaired": "would repair" if report_only else "repaired", "orphans": "orphan"}
+    for key, items in report.as_dict().items():
         for item in items:
-            click.echo(f"{label}: {item}")
-    click.echo(
-        f"reconcile: {len(report.repaired)} repaired, {len(report.orphans)} orphans, "
-        f"{len(report.busy)} busy, {len(report.problems)} problems",
-        err=True,
+            click.echo(f"{labels.get(key, key.rstrip('s'))}: {item}")
+    summary = (
+        f"{len(report.repaired)} {'to repair' if report_only else 'repaired'}, {len(report.orphans)} orphans, "
+        f"{len(report.busy)} busy, {len(report.problems)} problems"
     )
-    if report.problems:
+    click.echo(f"reconcile{' report (nothing changed)' if report_only else ''}: {summary}", err=True)
+    if report.unrepaired:
         raise click.exceptions.Exit(1)
 
 
@@ -239,6 +279,44 @@ def status_command() -> None:
         ("due for purge", trash_due_for_purge(s, now)),
     ):
         click.echo(f"{label}: {count_rows(session, query)}")
+
+
+@runs_cli.command("verify")
+@click.option("--job", "job_id", type=JobIdParam(), help="Verify this one run's archive now.")
+@click.option("--all", "verify_all", is_flag=True, help="Verify every stored archive, beyond VERIFY_MAX_BYTES_PER_RUN.")
+@click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker instead of doing it here.")
+def verify_command(job_id: Any, verify_all: bool, enqueue: bool) -> None:
+    """Re-read stored archives against their SHA-256 and manifest; exit 1 on any mismatch.
+
+    Without --job or --all: the archives never verified, then those verified longest ago, up to
+    VERIFY_MAX_BYTES_PER_RUN (what the weekly VERIFY_SCHEDULE task does).
+    """
+    job_ids = [job_id] if job_id else None
+    if enqueue:
+        ids = [str(job_id)] if job_id else None
+        return _enqueued(tasks.enqueue(tasks.verify_archives, _actor(), ids, verify_all, timeout="batch"))
+    report = verification.verify_archives(
+        lifecycle(),
+        actor=_actor(),
+        max_bytes=settings().verify_max_bytes_per_run,
+        job_ids=job_ids,
+        all=verify_all,
+        progress=_bar("bytes"),
+    )
+    for line in report.lines:
+        click.echo(line)
+    for error in report.errors:
+        click.echo(f"  error: {error}", err=True)
+    found = [f"{count} {outcome}" for outcome, count in report.outcomes.items() if count]
+    found += [f"{report.busy} busy"] if report.busy else []
+    found += [f"{report.failed} not checked (error)"] if report.failed else []
+    archives = f"{report.verified} archive{'' if report.verified == 1 else 's'}"
+    summary = f"verified {archives}, {_size_text(report.bytes_read)}: {', '.join(found) or 'none due'}"
+    if report.left:
+        summary += f"; {report.left} left for the next pass"
+    click.echo(summary, err=True)
+    if report.mismatches or report.failed:
+        raise click.exceptions.Exit(1)
 
 
 storage_cli = click.Group("storage", help="Storage figures.")

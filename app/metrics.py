@@ -16,7 +16,8 @@ from rq import Queue
 from sqlalchemy import func, select
 
 from app.extensions import db, redis_connection, settings
-from app.models import Alert, LifecycleEvent
+from app.lifecycle.verification import has_stored_archive
+from app.models import VERIFY_OUTCOMES, Alert, Job, LifecycleEvent, utcnow
 from app.monitoring import storage_stats
 from app.schedule import QUEUE_NAME
 
@@ -34,10 +35,45 @@ class Exposition:
         self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         for labels, value in samples:
             rendered = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
-            self.lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+            number = _number(value)
+            self.lines.append(f"{name}{{{rendered}}} {number}" if rendered else f"{name} {number}")
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Write integers exactly (``:g`` kept six digits: 4776912345 bytes became 4.77691e+09), floats as repr."""
+    if isinstance(value, int):
+        return str(int(value))  # int() too: a bool is written 1 or 0
+    return repr(float(value))
+
+
+def _verification_metrics(out: Exposition) -> None:
+    """Stored archives by their last verification's outcome, and how stale the stalest check is."""
+    checked = func.coalesce(Job.last_verified_at, Job.archived_at)  # never verified: stale since archived
+    rows = db.session.execute(
+        select(Job.verify_outcome, func.count(), func.min(checked))
+        .where(has_stored_archive())
+        .group_by(Job.verify_outcome)
+    ).all()
+    counts = dict.fromkeys((*VERIFY_OUTCOMES, "never"), 0)
+    for outcome, count, _oldest in rows:
+        counts[outcome or "never"] += count
+    out.metric(
+        "agar_archives_verified",
+        "gauge",
+        "Stored archives (archived or in the trash) by the outcome of their last verification.",
+        [({"outcome": outcome}, count) for outcome, count in counts.items()],
+    )
+    oldest = min((row[2] for row in rows if row[2] is not None), default=None)
+    age = max(0, int((utcnow() - oldest).total_seconds())) if oldest else 0
+    out.metric(
+        "agar_archive_oldest_verification_age_seconds",
+        "gauge",
+        "Time since the stored archive checked longest ago was verified (or archived, if never verified).",
+        [({}, age)],
+    )
 
 
 def _escape(value: str) -> str:
@@ -95,6 +131,7 @@ def metrics() -> Any:
     disk = stats["disk"]
     out.metric("agar_disk_total_bytes", "gauge", "Size of the disk holding the runs.", [({}, disk["total_bytes"])])
     out.metric("agar_disk_free_bytes", "gauge", "Free space on the disk holding the runs.", [({}, disk["free_bytes"])])
+    _verification_metrics(out)
     try:
         queue = Queue(QUEUE_NAME, connection=redis_connection())
         states = {

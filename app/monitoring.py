@@ -145,17 +145,34 @@ def alert_conditions(session: Session, data_path: Path, alert_percent: int, now:
         severity = "critical" if used >= max(95, alert_percent) else "warning"
         message = f"the disk holding the runs is {used:.0f} % full (alert at {alert_percent} %)"
         disk = (severity, message, {"used_percent": round(used, 1), "free_bytes": usage.free})
-    failed = session.scalar(
-        select(func.count()).where(
+    # Runs whose latest archive attempt failed: a later success resolves the alert at the next check.
+    # Only attempts inside the window can be latest-and-failed-in-the-window (any later one is inside
+    # too), so the ranking reads the window's events alone, through the (action, started_at) index.
+    attempts = (
+        select(
+            LifecycleEvent.outcome,
+            func.row_number()
+            .over(
+                partition_by=LifecycleEvent.job_id,
+                order_by=(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc()),
+            )
+            .label("newest_first"),
+        )
+        .where(
             LifecycleEvent.action == "archive",
-            LifecycleEvent.outcome == "failed",
+            LifecycleEvent.outcome.in_(("failed", "succeeded")),  # not "skipped" (busy) nor "started"
             LifecycleEvent.started_at >= now - ARCHIVE_FAILURE_WINDOW,
         )
+        .subquery()
+    )
+    failed = session.scalar(
+        select(func.count()).select_from(attempts).where(attempts.c.newest_first == 1, attempts.c.outcome == "failed")
     )
     failures = None
     if failed:
-        message = f"{failed} archive attempt{'s' if failed != 1 else ''} failed in the last 24 hours"
-        failures = ("warning", message, {"failed": int(failed)})
+        runs = f"{failed} run{'s' if failed != 1 else ''}"
+        message = f"{runs}: the last archive attempt failed (in the last 24 hours)"
+        failures = ("warning", message, {"failed_runs": int(failed)})
     return {"disk_full": disk, "archive_failures": failures}
 
 
@@ -191,8 +208,25 @@ def check_alerts(
                 notify(alert)
             except Exception as error:  # the alert stands; the report (and the task's result) says the call failed
                 report["notify_failed"].append(f"{kind}: {error}")
+    if notify is not None:
+        _notify_raised(session, notify, now, report)
     session.commit()
     return report
+
+
+def _notify_raised(session: Session, notify: Any, now: datetime, report: dict[str, list[str]]) -> None:
+    """Send the alerts the lifecycle raised as it met a problem (``subject`` set) that were never sent."""
+    for alert in session.scalars(select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.id)):
+        data = alert.data or {}
+        if "subject" not in data or "notified_at" in data:
+            continue
+        try:
+            notify(alert)
+        except Exception as error:  # tried again at the next check
+            report["notify_failed"].append(f"{alert.kind} {data['subject']}: {error}")
+            continue
+        alert.data = {**data, "notified_at": now.isoformat()}
+        report.setdefault("notified", []).append(f"{alert.kind} {data['subject']}")
 
 
 def webhook_notifier(url: str | None, timeout: float = 5.0) -> Any:

@@ -7,18 +7,22 @@ it with backoff and the failure shows.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import time
 import uuid
 from datetime import datetime
 from typing import Any
 
-from rq import Queue, Retry, get_current_job
+from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
+from rq.registry import StartedJobRegistry
 
 from app.extensions import db, lifecycle, redis_connection, settings
-from app.lifecycle import archival, deletion, passes
+from app.lifecycle import archival, deletion, passes, verification
+from app.lifecycle.events import SUPERSEDED, state_token
 from app.lifecycle.naming import parse_job_id
 from app.models import utcnow
 from app.monitoring import check_alerts as check_alerts_now
@@ -38,6 +42,7 @@ _TASK_STATES = {
 }
 RETRY = Retry(max=3, interval=[30, 120, 600])
 TIMEOUTS = {"batch": 6 * 3600, "run": 3600}
+INTERRUPTED_TASK = "interrupted: the worker running it stopped before it finished"
 
 
 def enqueue(  # type: ignore[no-untyped-def]
@@ -72,15 +77,105 @@ def task_state(task_id: str, user_id: uuid.UUID, is_admin: bool) -> dict[str, An
         return None
     if not is_admin and task.meta.get("owner") != str(user_id):
         return None
+    if task.get_status(refresh=False) == "started" and end_interrupted_tasks(task.connection, only=task.id):
+        task = RQJob.fetch(task_id, connection=redis_connection())  # ended now: retried, or failed
     status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
     body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
+    if "bytes_total" in task.meta:  # one archive or restore: how far, in bytes
+        body["bytes_done"], body["bytes_total"] = task.meta.get("bytes_done", 0), task.meta["bytes_total"]
     if status == "finished":
         body["progress"] = 100
         body["result"] = task.meta.get("result", task.return_value())
+        if isinstance(body["result"], dict) and body["result"].get("outcome") == SUPERSEDED:
+            body["status"] = SUPERSEDED  # it did nothing: the run changed since it was asked
     if status == "failed":
         latest = task.latest_result()
         body["error"] = (latest.exc_string or "failed").strip().splitlines()[-1] if latest else "failed"
+        if "AbandonedJobError" in body["error"]:
+            body["error"] = INTERRUPTED_TASK
+    if status == "queued" and task.retries_left is not None:
+        body.update(_retrying(task) or {})
     return body
+
+
+def _retrying(task: RQJob) -> dict[str, Any] | None:
+    """For a task waiting for its next attempt after a failure: ``retrying``, that attempt (1 is the
+    first run), how many there can be, and the last attempt's error. None for one that never failed."""
+    failed = int(task.meta.get("failed_attempts", 0))
+    if not failed:
+        return None
+    return {
+        "status": "retrying",
+        "progress": 0,
+        "attempt": failed + 1,
+        "max_attempts": failed + (task.retries_left or 0) + 1,  # RQ counts retries_left down from Retry.max
+        "error": task.meta.get("last_error") or "failed",
+    }
+
+
+def record_failed_attempt(task: RQJob, exc_string: str) -> None:
+    """Count a failed attempt and keep its error in the task's meta (the worker calls this on every failure).
+
+    RQ stores no error for an attempt it is about to retry; without this a task waiting for its retry
+    would show as merely ``queued``.
+    """
+    lines = (exc_string or "").strip().splitlines()
+    meta = task.get_meta(refresh=True)  # the task may have saved progress since the worker loaded it
+    meta["failed_attempts"] = int(meta.get("failed_attempts", 0)) + 1
+    meta["last_error"] = lines[-1][:500] if lines else "failed"
+    task.save_meta()
+
+
+def _worker_gone(connection: Any, name: str | None) -> bool:
+    """Whether the worker named ``name`` is dead: its key gone, or on this host its process gone."""
+    if not name:
+        return True
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=connection)
+    if worker is None:
+        return True
+    if worker.hostname == socket.gethostname() and worker.pid:
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def end_interrupted_tasks(connection: Any, only: str | None = None) -> list[str]:
+    """End the tasks a dead worker left ``started`` now, not when their heartbeat runs out.
+
+    RQ ends a started task whose heartbeat expired (about 90 s) as abandoned: retried while it has
+    attempts left, else failed. A task whose worker is known dead (its key gone, or its process
+    gone on this host: a ``make run`` restart) is handed to the same mechanism at once.
+    """
+    registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
+    ended = []
+    for task_id, execution_id in registry.get_job_and_execution_ids():
+        if only is not None and task_id != only:
+            continue
+        try:
+            task = RQJob.fetch(task_id, connection=connection)
+        except NoSuchJobError:
+            continue
+        if _worker_gone(connection, task.worker_name):
+            record_failed_attempt(task, INTERRUPTED_TASK)
+            connection.zadd(registry.key, {f"{task_id}:{execution_id}": 1}, xx=True)  # its heartbeat: long past
+            ended.append(task_id)
+    if ended:
+        registry.cleanup()
+    return ended
+
+
+def repair_at_worker_start() -> dict[str, Any]:
+    """What a worker does before it takes work (SPEC §3): end the tasks a dead worker left started,
+    then reconcile, so a killed archival leaves no ``.partial`` and its attempt shows as interrupted."""
+    from app.lifecycle.reconcile import reconcile
+
+    interrupted = end_interrupted_tasks(redis_connection())
+    report = reconcile(lifecycle(), actor="worker start")
+    return {"tasks_interrupted": interrupted, **report.as_dict()}
 
 
 class _Progress:
@@ -96,6 +191,13 @@ class _Progress:
         self.job.meta["progress"] = int(100 * done / total) if total else 100
         self.job.save_meta()
         self.last = time.monotonic()
+
+    def bytes(self, done: int, total: int) -> None:
+        """Progress of one archive or restore, in bytes (shown as ``bytes_done`` of ``bytes_total``)."""
+        if self.job is None or (time.monotonic() - self.last < 0.5 and done < total):
+            return
+        self.job.meta.update(bytes_done=done, bytes_total=total)
+        self(done, total)
 
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:
         if self.job is not None:
@@ -156,16 +258,75 @@ def check_alerts() -> dict:
     return _Progress().finish(report)
 
 
-def archive_job(job_id: str, actor: str, reason: str | None = None) -> dict:
-    outcome = archival.archive_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, manual=True)
-    return _Progress().finish({"job_id": job_id, "outcome": outcome})
+def enqueue_for_run(function: Any, job: Any, actor: str, *args: Any, owner: str | None = None):  # type: ignore[no-untyped-def]
+    """Queue one run's action carrying the run's state now: an attempt (a retry above all) that finds
+    the run changed since - undeleted, restored, deleted by someone else - ends ``superseded``."""
+    return enqueue(function, str(job.id), actor, *args, owner=owner, expected_state=state_token(job))
 
 
-def restore_job(job_id: str, actor: str, reason: str | None = None) -> dict:
-    outcome = archival.restore_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason)
-    return _Progress().finish({"job_id": job_id, "outcome": outcome})
+def _run_action(outcome: str, job_id: str, progress: _Progress | None = None) -> dict:
+    return (progress or _Progress()).finish({"job_id": job_id, "outcome": outcome})
 
 
-def delete_job(job_id: str, actor: str, reason: str, strategy: str | None = None) -> dict:
-    outcome = deletion.delete_run(lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, strategy=strategy)
-    return _Progress().finish({"job_id": job_id, "outcome": outcome})
+def archive_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+    progress = _Progress()
+    outcome = archival.archive_run(
+        lifecycle(progress=progress.bytes),
+        parse_job_id(job_id),
+        actor=actor,
+        reason=reason,
+        manual=True,
+        expected_state=expected_state,
+    )
+    return _run_action(outcome, job_id, progress)
+
+
+def restore_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+    progress = _Progress()
+    outcome = archival.restore_run(
+        lifecycle(progress=progress.bytes),
+        parse_job_id(job_id),
+        actor=actor,
+        reason=reason,
+        expected_state=expected_state,
+    )
+    return _run_action(outcome, job_id, progress)
+
+
+def delete_job(
+    job_id: str, actor: str, reason: str, strategy: str | None = None, expected_state: str | None = None
+) -> dict:
+    outcome = deletion.delete_run(
+        lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, strategy=strategy, expected_state=expected_state
+    )
+    return _run_action(outcome, job_id)
+
+
+class ArchivesMismatch(Exception):
+    """A verification pass found archives that do not match their records (see the result and alerts)."""
+
+
+def verify_archives(actor: str = "scheduler", job_ids: list[str] | None = None, all: bool = False) -> dict:
+    """Re-read stored archives against their records, within VERIFY_MAX_BYTES_PER_RUN unless ``all``."""
+    progress = _Progress()
+    report = verification.verify_archives(
+        lifecycle(),
+        actor=actor,
+        max_bytes=settings().verify_max_bytes_per_run,
+        job_ids=_ids(job_ids),
+        all=all,
+        progress=progress,
+    )
+    result = progress.finish(report.as_dict())
+    if report.mismatches:
+        if progress.job is not None:
+            # A verdict is final: a retry would only read other archives and, finding them good,
+            # end "finished" and hide this failure.
+            progress.job.retries_left = 0
+        raise ArchivesMismatch(
+            f"{report.outcomes['corrupt']} corrupt and {report.outcomes['missing']} missing archive(s): "
+            + "; ".join(report.problems[:5])
+        )
+    if report.failed:
+        raise passes.PassIncomplete(f"{report.failed} run(s) could not be verified: {'; '.join(report.errors[:5])}")
+    return result

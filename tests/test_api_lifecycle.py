@@ -1,5 +1,6 @@
 """The API's lifecycle endpoints: archived list, actions (202 + tasks), undelete, retention, tasks."""
 
+import shutil
 import uuid
 from datetime import timedelta
 
@@ -65,9 +66,8 @@ def test_a_failed_task_reports_its_error(member, lc, make_run, redis_db, process
     deletion.delete_run(lc, job.id, actor="ada", reason="gone", strategy="hard")  # …and the run vanish
     run_burst_worker(process_env, timeout=120)
     body = member.get(f"/api/scraper/tasks/{task_id}").json
-    assert body["status"] in ("failed", "queued")  # failed, or scheduled for a retry with backoff
-    if body["status"] == "failed":
-        assert "RunNotFound" in body["error"]
+    assert body["status"] == "retrying"  # the first attempt failed; the next waits for its backoff
+    assert "RunNotFound" in body["error"]
 
 
 @pytest.mark.parametrize(("tier", "action"), [("archived", "archive"), ("active", "restore"), ("running", "archive")])
@@ -149,3 +149,62 @@ def test_tasks_bad_unknown_and_someone_elses(member, other_member, archived_run)
     job = archived_run()
     task_id = member.post(f"/api/scraper/jobs/{job.id}/restore").json["task_id"]
     assert other_member.get(f"/api/scraper/tasks/{task_id}").status_code == 404
+
+
+EMPTY_BODIES = {
+    "no body": {},
+    "empty body typed JSON": {"data": b"", "content_type": "application/json"},
+    "JSON type, no length": {"headers": {"Content-Type": "application/json"}},
+    "Content-Length 0": {"data": b"", "headers": {"Content-Type": "application/json", "Content-Length": "0"}},
+    "empty object": {"json": {}},
+}
+
+
+@pytest.mark.parametrize("body", EMPTY_BODIES.values(), ids=EMPTY_BODIES.keys())
+def test_archive_restore_and_undelete_accept_an_empty_body(member, lc, make_run, archived_run, redis_db, body):
+    queue = Queue(tasks.QUEUE_NAME, connection=redis_db)
+    active = make_run(days_ago=1, owner=member.user.id)
+    archived = archived_run()
+    deleted = archived_run()
+    deletion.delete_run(lc, deleted.id, actor="max", reason="oops")
+
+    archive = member.post(f"/api/scraper/jobs/{active.id}/archive", **body)
+    assert archive.status_code == 202, archive.json
+    assert queue.fetch_job(archive.json["task_id"]).args == (str(active.id), "max", None)
+    restore = member.post(f"/api/scraper/jobs/{archived.id}/restore", **body)
+    assert restore.status_code == 202, restore.json
+    assert queue.fetch_job(restore.json["task_id"]).args == (str(archived.id), "max", None)
+    undelete = member.post(f"/api/scraper/jobs/{deleted.id}/undelete", **body)
+    assert undelete.status_code == 200, undelete.json
+    assert undelete.json["tier"] == "archived" and undelete.json["deleted_at"] is None
+    lc.session.expire_all()
+    assert lc.session.get(Job, deleted.id).deleted_at is None
+    # A body that is there must still be a JSON object with known fields.
+    url = f"/api/scraper/jobs/{archived.id}/restore"
+    assert member.post(url, data=b"[]", content_type="application/json").json["error"]["message"] == (
+        "the body must be a JSON object"
+    )
+    assert member.post(url, data=b"reason=x", content_type="text/plain").status_code == 415
+    assert member.post(url, json={"reason": "x", "force": True}).status_code == 400
+    assert queue.count == 2  # the archive and the restore above, nothing more
+
+
+def test_a_task_waiting_for_its_retry_shows_retrying_the_attempt_and_the_last_error(
+    member, admin, lc, make_run, redis_db, process_env
+):
+    job = make_run(days_ago=10, owner=member.user.id)
+    folder = lc.settings.jobs_path / f"{job.folder_name}_{job.id}"
+    shutil.rmtree(folder)  # the run's folder is gone: archiving it fails
+    lc.session.commit()
+    task = tasks.enqueue(tasks.archive_job, str(job.id), "max", owner=str(member.user.id))
+    assert admin.get(f"/api/scraper/tasks/{task.id}").json["status"] == "queued"
+    run_burst_worker(process_env, timeout=120)  # the first attempt fails; RQ schedules the second in 30 s
+    body = admin.get(f"/api/scraper/tasks/{task.id}").json
+    assert body["status"] == "retrying", body
+    # Attempts count from 1: the first failed, the second is next, of 1 + Retry(max=3) in all.
+    assert (body["attempt"], body["max_attempts"], body["progress"]) == (2, 4, 0)
+    assert str(job.id) in body["error"] and "missing" in body["error"], body["error"]  # the cause, in one line
+    assert member.get(f"/api/scraper/tasks/{task.id}").json == body
+    lc.session.expire_all()
+    event = lc.session.query(LifecycleEvent).filter_by(job_id=job.id, action="archive").one()
+    assert event.outcome == "failed" and lc.session.get(Job, job.id).archived_at is None

@@ -56,3 +56,12 @@ def test_metrics_say_redis_is_down_instead_of_failing(client, lc, monkeypatch):
     assert response.status_code == 200
     found = samples(response.text)
     assert found["agar_redis_up"] == 0 and not any(key.startswith("agar_tasks") for key in found)
+
+
+def test_byte_figures_beyond_32_bits_are_written_exactly(client, lc, make_run, redis_db):
+    big = make_run(days_ago=1)
+    big.size_bytes = 4_776_912_345
+    lc.session.commit()
+    lines = client.get("/metrics").text.splitlines()
+    assert 'agar_stored_bytes{tier="active"} 4776912345' in lines
+    assert 'agar_runs{tier="active"} 1' in lines

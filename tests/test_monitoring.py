@@ -78,10 +78,53 @@ def test_alerts_open_once_update_and_resolve_when_the_problem_is_gone(lc):
     assert failing == {"opened": ["archive_failures"], "resolved": ["disk_full"], "still_open": [], "notify_failed": []}
     alerts = {a.kind: a for a in lc.session.scalars(select(Alert))}
     assert alerts["disk_full"].resolved_at is not None and alerts["archive_failures"].resolved_at is None
-    assert alerts["archive_failures"].message == "1 archive attempt failed in the last 24 hours"
+    assert alerts["archive_failures"].message == "1 run: the last archive attempt failed (in the last 24 hours)"
     later = check_alerts(lc.session, data, 100, now + timedelta(hours=25))  # the failure is a day old
     assert later["resolved"] == ["archive_failures"]
     assert lc.session.scalar(select(func.count()).select_from(Alert)) == 2
+
+
+def test_the_archive_failure_alert_resolves_once_each_run_archived_after_failing(lc):
+    import uuid
+
+    from app.models import Alert, LifecycleEvent
+    from app.monitoring import check_alerts
+
+    data, start = lc.settings.scraper_data_path, datetime.now(UTC)
+    first, second = uuid.uuid4(), uuid.uuid4()
+
+    def attempt(job_id, outcome, minutes):
+        event = LifecycleEvent(
+            job_id=job_id,
+            action="archive",
+            actor="scheduler",
+            outcome=outcome,
+            started_at=start + timedelta(minutes=minutes),
+        )
+        lc.session.add(event)
+        lc.session.commit()
+
+    def open_alert():
+        return lc.session.scalars(
+            select(Alert).where(Alert.kind == "archive_failures", Alert.resolved_at.is_(None))
+        ).first()
+
+    attempt(first, "failed", 0)
+    attempt(first, "failed", 5)  # one run failing twice is one run in trouble
+    assert check_alerts(lc.session, data, 100, start + timedelta(minutes=10))["opened"] == ["archive_failures"]
+    assert open_alert().data == {"failed_runs": 1}
+    attempt(second, "failed", 15)
+    attempt(first, "skipped", 20)  # busy: says nothing about whether archiving works
+    attempt(first, "succeeded", 25)
+    attempt(second, "started", 30)  # under way: the failure stands until it ends
+    report = check_alerts(lc.session, data, 100, start + timedelta(minutes=35))
+    assert report["still_open"] == ["archive_failures"] and open_alert().data == {"failed_runs": 1}
+    assert open_alert().message == "1 run: the last archive attempt failed (in the last 24 hours)"
+    attempt(second, "succeeded", 40)
+    report = check_alerts(lc.session, data, 100, start + timedelta(minutes=45))  # an hour, not a day, later
+    assert report["resolved"] == ["archive_failures"] and open_alert() is None
+    resolved = lc.session.scalars(select(Alert).where(Alert.kind == "archive_failures")).one()
+    assert resolved.resolved_at == start + timedelta(minutes=45)
 
 
 def test_a_new_alert_is_posted_to_the_webhook_and_a_dead_webhook_is_reported(lc):
@@ -133,3 +176,36 @@ def test_alerts_check_command(runner, lc, monkeypatch):
         result = runner.invoke(args=["alerts", "check"])
         assert result.exit_code == 0 and result.output.splitlines()[0] == opened
     assert result.output.splitlines()[1:] == ["still open: none", "resolved: disk_full"]
+
+
+def test_an_alert_raised_by_the_lifecycle_is_sent_once_by_the_next_check(lc, make_run):
+    """An archive_corrupt alert is raised mid-request or mid-task; the alert check sends it to the webhook."""
+    from app.lifecycle.alerts import mark_archive_corrupt
+    from app.monitoring import check_alerts
+
+    job = make_run(days_ago=10)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    mark_archive_corrupt(lc.session, archival.load_run(lc, job.id), "a flipped byte", now=lc.now())
+    lc.session.commit()
+    sent = []
+    report = check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), sent.append)
+    assert [alert.kind for alert in sent] == ["archive_corrupt"] and report["notified"] == [f"archive_corrupt {job.id}"]
+    check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), sent.append)
+    assert len(sent) == 1
+
+
+def test_a_failed_send_of_a_raised_alert_is_tried_again(lc, make_run):
+    from app.lifecycle.alerts import raise_alert
+    from app.monitoring import check_alerts
+
+    raise_alert(lc.session, "archive_failed", "warning", "kept a folder", subject="run-1", now=lc.now())
+    lc.session.commit()
+
+    def down(alert):
+        raise OSError("connection refused")
+
+    report = check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), down)
+    assert report["notify_failed"] == ["archive_failed run-1: connection refused"]
+    sent = []
+    check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), sent.append)
+    assert len(sent) == 1

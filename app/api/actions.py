@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
+from flask import request, url_for
 
 from app import tasks
 from app.actions import check_archive, check_restore, check_retention, check_undelete, deletion_strategy
@@ -33,7 +33,7 @@ def accepted(rq_job: Any) -> Any:
 def enqueue_for(task: Any, job: Job, *args: Any) -> Any:
     """Hand one run's action to RQ on behalf of the caller → 202."""
     user = current_user()
-    return accepted(tasks.enqueue(task, str(job.id), user.username, *args, owner=str(user.id)))
+    return accepted(tasks.enqueue_for_run(task, job, user.username, *args, owner=str(user.id)))
 
 
 def _reason(body: dict[str, Any], *, required: bool) -> str | None:
@@ -41,9 +41,12 @@ def _reason(body: dict[str, Any], *, required: bool) -> str | None:
 
 
 def _optional_body(allowed: set[str]) -> dict[str, Any]:
-    from flask import request
-
-    return json_body(allowed) if request.content_length or request.is_json else {}
+    """The JSON body of an action whose fields are all optional: no body, or an empty one, is ``{}``."""
+    # Clients send "Content-Type: application/json" with nothing after it (curl -H … -X POST, fetch
+    # without a body); only bytes that are there must be a JSON object.
+    if not request.get_data(cache=True).strip():
+        return {}
+    return json_body(allowed)
 
 
 @bp.post("/jobs/<job_id>/archive")

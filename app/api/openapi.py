@@ -123,8 +123,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["task_id", "status", "progress"],
         "properties": {
             "task_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "started", "finished", "failed"]},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "started", "retrying", "finished", "superseded", "failed"],
+                "description": "retrying: an attempt failed and the next waits; superseded: the run changed "
+                "since the task was asked, so it did nothing",
+            },
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+            "bytes_done": {"type": "integer", "description": "one archive or restore: bytes done so far"},
+            "bytes_total": {"type": "integer"},
+            "attempt": {"type": "integer", "description": "retrying: the attempt that comes next (1 is the first)"},
+            "max_attempts": {"type": "integer"},
             "result": {},
             "error": {"type": "string"},
         },

@@ -258,7 +258,7 @@ def _start(action: str, job: Job, *args: Any) -> Any:
     """Queue the action's task and show its progress: in place for HTMX, on the run's page otherwise."""
     user = web_user()
     function, label = TASKS[action]
-    task = tasks.enqueue(function, str(job.id), user.username, *args, owner=str(user.id))
+    task = tasks.enqueue_for_run(function, job, user.username, *args, owner=str(user.id))
     if request.headers.get("HX-Request"):
         state = {"task_id": task.id, "status": "queued", "progress": 0}
         return render_template("_task.html", task=state, label=label, job=job)

@@ -9,7 +9,8 @@ from flask import render_template, request
 from sqlalchemy import select
 
 from app.actions import Refused
-from app.extensions import db, settings
+from app.extensions import db, lifecycle, settings
+from app.lifecycle.reconcile import reconcile
 from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, Alert, Job, JobAudit, LifecycleEvent, StorageSnapshot, utcnow
 from app.monitoring import daily_activity, storage_stats
 from app.web import bp, charts, web_user
@@ -49,7 +50,17 @@ def storage() -> Any:
         alerts=alerts,
         disk_alarm=disk["used_percent"] >= settings().storage_alert_percent,
         threshold=settings().storage_alert_percent,
+        is_admin=web_user().is_admin,
     )
+
+
+@bp.get("/storage/check")
+def storage_check() -> Any:
+    """The read-only reconcile report (SPEC §9), for admins: what a repair would do, what needs a person."""
+    if not web_user().is_admin:
+        raise Refused(403, "only admins see the storage check")
+    report = reconcile(lifecycle(), repair=False)
+    return render_template("storage_check.html", report=report, checked_at=utcnow())
 
 
 @bp.get("/audit")
