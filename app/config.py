@@ -117,12 +117,22 @@ def _database_url(env: Mapping[str, Any]) -> str | None:
     if raw is None:
         return None
     try:
-        backend = make_url(raw).get_backend_name()
+        backend, _, driver = make_url(raw).drivername.partition("+")
     except (ArgumentError, ValueError):
-        backend = None
-    if backend not in ("sqlite", "postgresql", "postgres"):
-        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, got {masked_url(raw)!r}")
+        backend = driver = None
+    # The drivers we install: pysqlite (the stdlib) and psycopg 3; any other would fail on import.
+    if (backend, driver) not in SUPPORTED_DATABASES:
+        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// (psycopg) URL, got {masked_url(raw)!r}")
     return raw
+
+
+SUPPORTED_DATABASES = {  # (backend, driver) as the URL names them; "" is the default driver
+    ("sqlite", ""),
+    ("sqlite", "pysqlite"),
+    ("postgresql", ""),  # app.database_uri makes it psycopg 3, the driver we install
+    ("postgres", ""),
+    ("postgresql", "psycopg"),
+}
 
 
 def load_settings(env: Mapping[str, Any] | None = None) -> Settings:

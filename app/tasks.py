@@ -77,9 +77,11 @@ def task_state(task_id: str, user_id: uuid.UUID, is_admin: bool) -> dict[str, An
         return None
     if not is_admin and task.meta.get("owner") != str(user_id):
         return None
-    if task.get_status(refresh=False) == "started" and end_interrupted_tasks(task.connection, only=task.id):
-        task = RQJob.fetch(task_id, connection=redis_connection())  # ended now: retried, or failed
     status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
+    if status == "started" and _worker_gone(task.connection, task.worker_name):
+        # Said as it is; the next worker to start (or RQ, once its heartbeat runs out) ends it in
+        # the registries too, retrying it while it has attempts left. A GET changes nothing.
+        return {"task_id": task.id, "status": "failed", "progress": 0, "error": INTERRUPTED_TASK}
     body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
     if "bytes_total" in task.meta:  # one archive or restore: how far, in bytes
         body["bytes_done"], body["bytes_total"] = task.meta.get("bytes_done", 0), task.meta["bytes_total"]
@@ -143,7 +145,7 @@ def _worker_gone(connection: Any, name: str | None) -> bool:
     return False
 
 
-def end_interrupted_tasks(connection: Any, only: str | None = None) -> list[str]:
+def end_interrupted_tasks(connection: Any) -> list[str]:
     """End the tasks a dead worker left ``started`` now, not when their heartbeat runs out.
 
     RQ ends a started task whose heartbeat expired (about 90 s) as abandoned: retried while it has
@@ -153,8 +155,6 @@ def end_interrupted_tasks(connection: Any, only: str | None = None) -> list[str]
     registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
     ended = []
     for task_id, execution_id in registry.get_job_and_execution_ids():
-        if only is not None and task_id != only:
-            continue
         try:
             task = RQJob.fetch(task_id, connection=connection)
         except NoSuchJobError:
@@ -264,42 +264,29 @@ def enqueue_for_run(function: Any, job: Any, actor: str, *args: Any, owner: str 
     return enqueue(function, str(job.id), actor, *args, owner=owner, expected_state=state_token(job))
 
 
-def _run_action(outcome: str, job_id: str, progress: _Progress | None = None) -> dict:
-    return (progress or _Progress()).finish({"job_id": job_id, "outcome": outcome})
+def _act_on_run(operation: Any, job_id: str, **options: Any) -> dict:
+    """Run one lifecycle operation on one run, its bytes reported as the task's progress."""
+    progress = _Progress()
+    outcome = operation(lifecycle(progress=progress.bytes), parse_job_id(job_id), **options)
+    return progress.finish({"job_id": job_id, "outcome": outcome})
 
 
 def archive_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
-    progress = _Progress()
-    outcome = archival.archive_run(
-        lifecycle(progress=progress.bytes),
-        parse_job_id(job_id),
-        actor=actor,
-        reason=reason,
-        manual=True,
-        expected_state=expected_state,
+    return _act_on_run(
+        archival.archive_run, job_id, actor=actor, reason=reason, manual=True, expected_state=expected_state
     )
-    return _run_action(outcome, job_id, progress)
 
 
 def restore_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
-    progress = _Progress()
-    outcome = archival.restore_run(
-        lifecycle(progress=progress.bytes),
-        parse_job_id(job_id),
-        actor=actor,
-        reason=reason,
-        expected_state=expected_state,
-    )
-    return _run_action(outcome, job_id, progress)
+    return _act_on_run(archival.restore_run, job_id, actor=actor, reason=reason, expected_state=expected_state)
 
 
 def delete_job(
     job_id: str, actor: str, reason: str, strategy: str | None = None, expected_state: str | None = None
 ) -> dict:
-    outcome = deletion.delete_run(
-        lifecycle(), parse_job_id(job_id), actor=actor, reason=reason, strategy=strategy, expected_state=expected_state
+    return _act_on_run(
+        deletion.delete_run, job_id, actor=actor, reason=reason, strategy=strategy, expected_state=expected_state
     )
-    return _run_action(outcome, job_id)
 
 
 class ArchivesMismatch(Exception):

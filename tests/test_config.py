@@ -112,10 +112,13 @@ def test_an_unsupported_database_url_names_the_variable_and_hides_the_password()
         load_settings({"DATABASE_URL": "mysql://root:hunter2@db.example/agar"})
     assert (
         str(stop.value)
-        == "DATABASE_URL must be a sqlite:// or postgresql:// URL, got 'mysql://root:***@db.example/agar'"
+        == "DATABASE_URL must be a sqlite:// or postgresql:// (psycopg) URL, got 'mysql://root:***@db.example/agar'"
     )
     for accepted in ("sqlite:///agar.db", "postgresql://u@h/d", "postgres://u@h/d", "postgresql+psycopg://u@h/d"):
         assert load_settings({"DATABASE_URL": accepted}).database_url == accepted
+    for driver_not_installed in ("postgresql+psycopg2://u@h/d", "postgresql+asyncpg://u@h/d"):
+        with pytest.raises(ConfigError, match="DATABASE_URL must be"):  # not an import traceback at start
+            load_settings({"DATABASE_URL": driver_not_installed})
 
 
 def test_create_app_for_a_process_refuses_a_database_it_cannot_reach(tmp_path, clean_env):
@@ -134,7 +137,7 @@ def test_create_app_for_a_process_refuses_a_database_it_cannot_reach(tmp_path, c
             "postgresql://postgres:secret@127.0.0.1:1/nothing",
             "DATABASE_URL: cannot connect to postgresql://postgres:***@127.0.0.1:1/nothing: Connection refused",
         ),
-        ("mysql://x/y", "DATABASE_URL must be a sqlite:// or postgresql:// URL, got 'mysql://x/y'"),
+        ("mysql://x/y", "DATABASE_URL must be a sqlite:// or postgresql:// (psycopg) URL, got 'mysql://x/y'"),
     ],
     ids=["unreachable", "unsupported"],
 )

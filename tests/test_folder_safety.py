@@ -6,6 +6,8 @@ size, SHA-256). Anything extra or different keeps the folder, records a failed e
 files, and opens an alert.
 """
 
+import os
+
 import pytest
 from sqlalchemy import select
 
@@ -101,9 +103,12 @@ def test_reconcile_after_a_killed_archival_keeps_a_folder_with_a_late_file(lc, m
     with pytest.raises(Killed):
         archival.archive_run(lc, job.id, actor="scheduler")
     lc.fault = None
-    assert archival.load_run(lc, job.id).archived_at is not None and folder.is_dir()
-    (folder / "LATE_FILE.txt").write_text("written after the archive was made")
-    before = tree(folder)
+    # Recorded, and the folder set aside for removal (a writer opening files by path now fails):
+    # one that had it open still writes a late file into it.
+    aside = archival.set_aside_path(folder)
+    assert archival.load_run(lc, job.id).archived_at is not None and aside.is_dir() and not folder.exists()
+    (aside / "LATE_FILE.txt").write_text("written after the archive was made")
+    before = tree(aside)
 
     report = reconcile(lc)
     assert tree(folder) == before
@@ -124,6 +129,7 @@ def test_reconcile_keeps_a_folder_whose_file_differs_from_the_archive(lc, make_r
     with pytest.raises(Killed):
         archival.archive_run(lc, job.id, actor="scheduler")
     lc.fault = None
+    archival.put_back(archival.set_aside_path(folder))  # as if the crash came before the rename
     (folder / "results.json").write_text('{"n": 9}')  # same size, other bytes: only the SHA-256 tells
     report = reconcile(lc)
     assert (folder / "results.json").read_text() == '{"n": 9}'
@@ -156,3 +162,119 @@ def test_an_untouched_working_copy_expires(lc, make_run, clock):
     archival.restore_run(lc, job.id, actor="ada")
     assert archival.expire_restore(lc, job.id, actor="scheduler") == "succeeded"
     assert folder_of(lc, job) is None
+
+
+def test_once_set_aside_for_removal_a_late_writer_fails_loudly_instead_of_losing_its_file(lc, make_run):
+    """After the last comparison a file opened by its path cannot land in the folder about to go."""
+    job = make_run(days_ago=10)
+    folder = folder_of(lc, job)
+    failures = []
+
+    def late_write():
+        try:
+            (folder / "LATE_FILE.txt").write_text("very late")
+        except FileNotFoundError as error:
+            failures.append(error)
+
+    write_during(lc, "archive.published", late_write)
+    assert archival.archive_run(lc, job.id, actor="scheduler") == "succeeded"
+    assert len(failures) == 1 and not folder.exists()
+
+
+def test_a_writer_that_recreates_the_folder_while_it_is_set_aside_loses_nothing(lc, make_run):
+    job = make_run(days_ago=10)
+    folder = folder_of(lc, job)
+
+    def recreate():
+        folder.mkdir()
+        (folder / "LATE_FILE.txt").write_text("a scraper that mkdir -p's its folder")
+
+    write_during(lc, "archive.published", recreate)
+    lc.fault, hook = (
+        (lambda step: (_ for _ in ()).throw(Killed) if step == "archive.committed" else hook(step)),
+        lc.fault,
+    )
+    with pytest.raises(Killed):
+        archival.archive_run(lc, job.id, actor="scheduler")
+    lc.fault = None
+    report = reconcile(lc)
+    assert (folder / "LATE_FILE.txt").exists() and archival.set_aside_path(folder).is_dir()
+    assert any("both kept" in line for line in report.problems)
+
+
+def test_a_soft_delete_keeps_a_working_copy_that_gained_a_file(lc, make_run):
+    job = make_run(days_ago=40)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    archival.restore_run(lc, job.id, actor="ada")
+    folder = folder_of(lc, job)
+    (folder / "notes.md").write_text("an analyst's notes")
+    with pytest.raises(FolderKept, match="notes.md"):
+        deletion.delete_run(lc, job.id, actor="ada", reason="done with it", strategy="soft")
+    row = archival.load_run(lc, job.id)
+    assert row.deleted_at is None and row.archive_path.startswith("archive/") and (folder / "notes.md").exists()
+    (folder / "notes.md").unlink()
+    assert deletion.delete_run(lc, job.id, actor="ada", reason="done with it", strategy="soft") == "succeeded"
+    assert folder_of(lc, job) is None and not archival.set_aside_path(folder).exists()
+
+
+def test_restore_expiry_keeps_the_working_copy_when_the_archive_is_missing(lc, make_run):
+    job = make_run(days_ago=10)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    archival.restore_run(lc, job.id, actor="ada")
+    folder = folder_of(lc, job)
+    original = tree(folder)
+    lc.store.remove(archival.load_run(lc, job.id).archive_path)
+    with pytest.raises(archival.ArchiveFailed, match="working copy stays"):
+        archival.expire_restore(lc, job.id, actor="scheduler")
+    assert tree(folder) == original and archival.load_run(lc, job.id).restored_at is not None
+
+
+def test_restore_expiry_keeps_the_working_copy_of_an_archive_found_corrupt(lc, make_run):
+    job = make_run(days_ago=10)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    archival.restore_run(lc, job.id, actor="ada")
+    row = archival.load_run(lc, job.id)
+    row.verify_outcome = "corrupt"
+    lc.session.commit()
+    with pytest.raises(archival.ArchiveFailed):
+        archival.expire_restore(lc, job.id, actor="scheduler")
+    assert folder_of(lc, job) is not None
+
+
+def test_a_same_size_rewrite_that_keeps_its_timestamps_is_still_caught(lc, make_run):
+    """On a file system with coarse timestamps a rewrite can leave size, mtime and ctime as they were."""
+    job = make_run({"results.json": '{"n": 1}'}, days_ago=10)
+    folder = folder_of(lc, job)
+    path = folder / "results.json"
+
+    def rewrite_keeping_times():
+        info = path.stat()
+        path.write_text('{"n": 2}')
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    write_during(lc, "archive.fsynced", rewrite_keeping_times)
+    with pytest.raises(FolderKept, match="results.json"):
+        archival.archive_run(lc, job.id, actor="scheduler")
+
+
+def test_a_link_left_out_of_the_archive_does_not_keep_the_folder(lc, make_run):
+    """write_tar leaves out links that restore would refuse; the comparison uses the same rule."""
+    job = make_run({"a.txt": "a"}, days_ago=10)
+    folder = folder_of(lc, job)
+    os.symlink("..", folder / "e")
+    os.symlink("e", folder / "d")  # stays inside by its text, leaves the run through e
+    assert archival.archive_run(lc, job.id, actor="scheduler") == "succeeded"
+    assert not folder.exists()
+
+
+def test_an_archival_pass_with_a_kept_working_copy_ends_failed(lc, make_run, clock):
+    from app.lifecycle import passes
+
+    job = make_run(days_ago=10)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    archival.restore_run(lc, job.id, actor="ada")
+    (folder_of(lc, job) / "analysis.ipynb").write_text("notes")
+    clock.advance(days=lc.settings.restore_ttl_days + 1)
+    report = passes.archive_old_runs(lc)
+    assert report.failed == 1 and report.extra["restores_expired"] == 0
+    assert any("analysis.ipynb" in error for error in report.errors)

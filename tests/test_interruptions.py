@@ -157,7 +157,13 @@ def test_a_task_whose_worker_was_killed_ends_interrupted_not_started_forever(red
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
     body = admin.get(f"/api/scraper/tasks/{task.id}").json
+    assert body["status"] == "failed" and body["error"].startswith("interrupted")
+    assert task.get_status(refresh=True) == "started"  # a GET changes nothing
+
+    run_burst_worker(process_env)  # the next worker to start ends it in RQ's registries too
+    body = admin.get(f"/api/scraper/tasks/{task.id}").json
     if retry is None:
         assert body["status"] == "failed" and body["error"].startswith("interrupted")
+        assert task.get_status(refresh=True) == "failed"
     else:
         assert body["status"] == "retrying" and body["attempt"] == 2 and body["error"].startswith("interrupted")

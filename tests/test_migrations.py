@@ -43,3 +43,43 @@ def test_stats_is_jsonb_on_postgresql_and_json_on_sqlite(app):
         assert columns["created_at"].timezone is True
     else:
         assert type(columns["stats"]).__name__ == "JSON"
+
+
+def test_0004_escapes_stored_member_names_and_its_downgrade_keeps_every_manifest(
+    fresh_database_url, tmp_path, clean_env
+):
+    """Raw names stored before 0004 become their escaped form; a downgrade on SQLite must not
+    rebuild jobs (its DROP TABLE would cascade to archive_members)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    app = create_app(
+        {"DATABASE_URL": fresh_database_url, "SCRAPER_DATA_PATH": str(tmp_path), "INSTANCE_PATH": str(tmp_path / "i")}
+    )
+    job_id = uuid.uuid4()
+    raw_names = ["back\\slash.txt", "new\nline", "ctl\x01\x7f", "plain.txt"]
+    with app.app_context():
+        upgrade(revision="0003_tier_indexes")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, name, scraper, status, created_at, keep_forever) "
+                    "VALUES (:id, 'n', 's', 'completed', CURRENT_TIMESTAMP, false)"
+                ),
+                {"id": job_id.hex if db.engine.dialect.name == "sqlite" else str(job_id)},
+            )
+            for name in raw_names:
+                connection.execute(
+                    text("INSERT INTO archive_members (job_id, path, kind, size) VALUES (:job, :path, 'file', 1)"),
+                    {"job": job_id.hex if db.engine.dialect.name == "sqlite" else str(job_id), "path": name},
+                )
+        upgrade()
+        with db.engine.connect() as connection:
+            paths = sorted(connection.execute(text("SELECT path FROM archive_members")).scalars())
+        assert paths == sorted(["back\\\\slash.txt", "new\\nline", "ctl\\x01\\x7f", "plain.txt"])
+        downgrade(revision="0003_tier_indexes")
+        with db.engine.connect() as connection:
+            paths = sorted(connection.execute(text("SELECT path FROM archive_members")).scalars())
+        assert paths == sorted(raw_names)
+        db.engine.dispose()

@@ -190,6 +190,8 @@ def test_an_alert_raised_by_the_lifecycle_is_sent_once_by_the_next_check(lc, mak
     sent = []
     report = check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), sent.append)
     assert [alert.kind for alert in sent] == ["archive_corrupt"] and report["notified"] == [f"archive_corrupt {job.id}"]
+    mark_archive_corrupt(lc.session, archival.load_run(lc, job.id), "met again by a member read", now=lc.now())
+    lc.session.commit()  # the same problem met again refreshes the open alert: it is not sent again
     check_alerts(lc.session, lc.settings.scraper_data_path, 100, lc.now(), sent.append)
     assert len(sent) == 1
 

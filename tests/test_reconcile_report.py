@@ -107,6 +107,18 @@ def test_the_report_lists_every_inconsistency_and_changes_nothing(cli, lc, make_
     assert "nothing changed" in out
     lc.session.expire_all()
     assert snapshot(lc) == before
+    assert list(lc.locks.redis.scan_iter("agar:lock:*")) == []  # not even a lock taken
+
+
+def test_the_report_leaves_a_run_being_worked_on_alone(cli, lc, make_run):
+    job = make_run(days_ago=40)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    archival.restore_run(lc, job.id, actor="ada")
+    lc.session.execute(Job.__table__.update().where(Job.id == job.id).values(restored_at=None))
+    lc.session.commit()  # its folder is one a repair would remove, but a worker holds the run
+    with lc.locks.run(job.id):
+        out = cli("--report").output
+    assert f"busy: {job.folder_name}_{job.id}" in out and "would repair" not in out
 
 
 def test_a_sizes_only_report_does_not_read_archives_through(cli, lc, make_run):

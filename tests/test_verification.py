@@ -316,3 +316,26 @@ def test_the_run_page_shows_the_last_verification(app, member, lc, make_run):
     page = browser.get(f"/runs/{bad.id}").text
     assert "⚠ corrupt</strong> the archive does not match its record" in page
     assert "not purged until it verifies again" in page
+
+
+def test_an_archive_whose_check_keeps_failing_goes_to_the_back_of_the_queue(lc, make_run, clock, monkeypatch):
+    from app.lifecycle import verification
+
+    first = archived_run(lc, make_run, files={"a.txt": "first"})
+    clock.advance(minutes=5)  # archived first: verified first
+    second = archived_run(lc, make_run, files={"a.txt": "second"})
+    first_sha256 = first.archive_sha256
+    real = verification.extract_archive
+
+    def broken_for_first(raw, codec, manifest, sha256, dest, *args, **kwargs):
+        if sha256 == first_sha256:
+            raise PermissionError(13, "Permission denied")  # a disk error: no verdict on the archive
+        return real(raw, codec, manifest, sha256, dest, *args, **kwargs)
+
+    monkeypatch.setattr(verification, "extract_archive", broken_for_first)
+    one = max(fresh(lc, job.id).archive_size_bytes for job in (first, second))
+    report = verify_archives(lc, actor="scheduler", max_bytes=one)
+    assert report.failed == 1 and fresh(lc, first.id).verify_outcome is None
+    clock.advance(days=7)
+    report = verify_archives(lc, actor="scheduler", max_bytes=one)
+    assert report.outcomes["ok"] == 1 and fresh(lc, second.id).verify_outcome == "ok"

@@ -13,6 +13,8 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, VERIFY_OUTCOMES
+
 bp = Blueprint("openapi", __name__)
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
@@ -42,9 +44,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "deleted_by": {"type": "string"},
     "action": {
         "type": "string",
-        "enum": ["archive", "restore", "expire_restore", "delete", "purge", "undelete", "extend", "migrate"],
+        "enum": list(LIFECYCLE_ACTIONS),
     },
-    "outcome": {"type": "string", "enum": ["succeeded", "failed", "skipped"]},
+    "outcome": {"type": "string", "enum": list(EVENT_OUTCOMES)},
     "actor": {"type": "string"},
 }
 
@@ -76,6 +78,8 @@ JOB = {
         "deleted_by": NULLABLE_STRING,
         "deletion_reason": NULLABLE_STRING,
         "purged_at": NULLABLE_TIME,
+        "last_verified_at": NULLABLE_TIME,
+        "verify_outcome": {"type": "string", "nullable": True, "enum": [*VERIFY_OUTCOMES, None]},
         "tier": {"type": "string", "enum": ["active", "archived", "deleted"]},
         "restored": {"type": "boolean"},
     },

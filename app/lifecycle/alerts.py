@@ -28,7 +28,8 @@ def raise_alert(
     for alert in session.scalars(select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None))):
         if (alert.data or {}).get("subject") == subject:
             alert.severity, alert.message = severity, message
-            alert.data = {**data, "subject": subject, "seen_at": now.isoformat()}
+            kept = {key: value for key, value in (alert.data or {}).items() if key == "notified_at"}
+            alert.data = {**data, **kept, "subject": subject, "seen_at": now.isoformat()}  # sent once, not again
             return alert
     alert = Alert(kind=kind, severity=severity, message=message, data={**data, "subject": subject}, created_at=now)
     session.add(alert)

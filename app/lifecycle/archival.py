@@ -13,7 +13,8 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -53,6 +54,7 @@ from app.lifecycle.tarball import (
 from app.models import FINISHED_STATUSES, ArchiveMember, Job
 
 RESTORE_SUFFIX = ".restore.partial"
+SET_ASIDE_SUFFIX = ".removing"
 
 
 class ArchiveFailed(Exception):
@@ -67,7 +69,7 @@ class WrittenArchive:
     size: int
     members: list[Member]
     warnings: list[str]
-    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[Fingerprint, int]] = field(default_factory=dict)
 
     @property
     def content_bytes(self) -> int:
@@ -217,23 +219,72 @@ def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: An
 
 
 def archive_folder(lc: Lifecycle, job: Job, root: str) -> tuple[Path, WrittenArchive]:
-    """Compress the run's folder into ``root`` (archive or trash), inside a compression slot.
-
-    The folder is compared with the archive once it is published: a file written or changed
-    while it was being read makes the archive incomplete, so it is removed again and the run
-    stays as it was (``FolderKept``); the next pass archives it afresh.
-    """
+    """Compress the run's folder into ``root`` (archive or trash), inside a compression slot."""
     folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
     if folder is None:
         raise ArchiveFailed(f"the folder of run {job.id} is missing from {lc.settings.jobs_path}")
     codec = lc.settings.archive_compression
     with lc.locks.compression_slot(lc.settings.archive_max_concurrency):
-        archive = write_archive(lc, folder, archive_key(job, root, codec), codec)
-    differences = folder_differences(folder, archive.members, archive.fingerprints)
+        return folder, write_archive(lc, folder, archive_key(job, root, codec), codec)
+
+
+def set_aside_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}{SET_ASIDE_SUFFIX}")
+
+
+@contextmanager
+def until_recorded(aside: Path | None) -> Iterator[None]:
+    """Put a folder set aside back if the change it was set aside for fails before its commit."""
+    try:
+        yield
+    except BaseException:
+        if aside is not None and aside.exists():
+            put_back(aside)
+        raise
+
+
+def put_back(aside: Path) -> Path:
+    """Return a folder set aside to its place in jobs/ (the work that set it aside did not happen)."""
+    folder = aside.with_name(aside.name[1 : -len(SET_ASIDE_SUFFIX)])
+    os.rename(aside, folder)
+    return folder
+
+
+def set_aside(
+    job: Job, folder: Path, manifest: list[Member], fingerprints: dict[str, tuple[Fingerprint, int]] | None = None
+) -> Path:
+    """Move a run folder out of its place and check that its archive holds every byte of it.
+
+    The rename comes first: from then on a writer that opens a file by its path fails loudly
+    instead of writing into a folder about to go, and the comparison sees the folder's last state.
+    If it holds anything its archive does not (``tarball.folder_differences``) it is put back and
+    ``FolderKept`` raised. The caller records its change, then removes the folder set aside;
+    reconcile puts back one a crash left aside.
+    """
+    aside = set_aside_path(folder)
+    if aside.exists():  # an earlier removal left one, and the folder was made again: a person merges them
+        raise FolderKept(job.id, folder.name, [f"{aside.name} is there too: a copy set aside before"])
+    os.rename(folder, aside)
+    differences = folder_differences(aside, manifest, fingerprints)
     if differences:
-        lc.store.remove(archive.key)
+        try:
+            put_back(aside)
+        except OSError as error:  # the name was taken meanwhile: both stay, for a person to merge
+            differences.append(f"(left at {aside.name}: {folder.name} could not be put back: {error.strerror})")
         raise FolderKept(job.id, folder.name, differences)
-    return folder, archive
+    return aside
+
+
+def set_aside_or_discard(lc: Lifecycle, job: Job, folder: Path, archive: WrittenArchive) -> Path:
+    """Set the archived folder aside; if it changed while it was read, remove the (incomplete) archive.
+
+    Files whose fingerprint is the one taken as they were read are not read again.
+    """
+    try:
+        return set_aside(job, folder, archive.members, archive.fingerprints)
+    except FolderKept:
+        lc.store.remove(archive.key)  # never recorded: the run stays active, the next pass archives it afresh
+        raise
 
 
 def archive_run(
@@ -259,15 +310,17 @@ def archive_run(
         if not manual and (job.keep_forever or (job.retain_until and job.retain_until > lc.now())):
             return record.skip("protected by a retention override")
         folder, archive = archive_folder(lc, job, "archive")
-        lc.checkpoint("archive.published")
-        record_archive(lc, job, archive)
-        if archive.warnings:
-            record.details["warnings"] = archive.warnings
-        resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
-        outcome = record.succeed(bytes_before=archive.content_bytes, bytes_after=archive.size)
-        lc.session.commit()
+        aside = set_aside_or_discard(lc, job, folder, archive)
+        with until_recorded(aside):
+            lc.checkpoint("archive.published")
+            record_archive(lc, job, archive)
+            if archive.warnings:
+                record.details["warnings"] = archive.warnings
+            resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
+            outcome = record.succeed(bytes_before=archive.content_bytes, bytes_after=archive.size)
+            lc.session.commit()
         lc.checkpoint("archive.committed")
-        shutil.rmtree(folder)
+        shutil.rmtree(aside)
         return outcome
 
 
@@ -374,22 +427,35 @@ def restore_run(
 def expire_restore(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | None = None) -> str:
     """Remove a restored working copy (nothing is recompressed: the archive never left).
 
-    A working copy that holds anything its archive does not (a file added or changed during the
-    analysis) is kept, and the failure recorded and alerted (``FolderKept``).
+    Only while the archive is there as recorded and not found corrupt: the working copy may be the
+    last good copy. A working copy holding anything its archive does not (a file added or changed
+    during the analysis) is kept, and the failure recorded and alerted (``FolderKept``).
     """
     with attempt(lc, job_id, "expire_restore", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
         if job.restored_at is None:
             return record.skip("no working copy is restored")
+        if not archive_present(lc, job):
+            raise ArchiveFailed(
+                f"the archive of run {job_id} is missing, of the wrong size or found corrupt: its working copy stays"
+            )
         folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
-        manifest = manifest_of(lc, job.id)
-        if folder is not None and (differences := folder_differences(folder, manifest)):
-            raise FolderKept(job.id, folder.name, differences)
-        lc.session.execute(update(Job).where(Job.id == job.id).values(restored_at=None, restore_expires_at=None))
-        resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
-        outcome = record.succeed(bytes_before=job.size_bytes, bytes_after=0)
-        lc.session.commit()
+        aside = set_aside(job, folder, manifest_of(lc, job.id)) if folder is not None else None
+        with until_recorded(aside):
+            lc.checkpoint("expire_restore.set_aside")
+            lc.session.execute(update(Job).where(Job.id == job.id).values(restored_at=None, restore_expires_at=None))
+            resolve_alerts(lc.session, "archive_failed", subject=str(job_id), now=lc.now())
+            outcome = record.succeed(bytes_before=job.size_bytes, bytes_after=0)
+            lc.session.commit()
         lc.checkpoint("expire_restore.committed")
-        if folder is not None:
-            shutil.rmtree(folder)
+        if aside is not None:
+            shutil.rmtree(aside)
         return outcome
+
+
+def archive_present(lc: Lifecycle, job: Job) -> bool:
+    """The run's archive is in the store at its recorded size, and no check found it corrupt or missing."""
+    key = job.archive_path
+    if not key or job.verify_outcome in ("corrupt", "missing") or not lc.store.exists(key):
+        return False
+    return lc.store.size(key) == job.archive_size_bytes

@@ -6,35 +6,28 @@ copies are removed only after it is. Every deletion writes its ``job_audit`` row
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
-from app.lifecycle.archival import archive_folder, load_run, record_archive
+from app.lifecycle.archival import (
+    archive_folder,
+    load_run,
+    manifest_of,
+    record_archive,
+    set_aside,
+    set_aside_or_discard,
+    until_recorded,
+)
 from app.lifecycle.context import Lifecycle
-from app.lifecycle.disk import folder_size
+from app.lifecycle.disk import folder_size, remove_folder
 from app.lifecycle.errors import RuleViolation, RunConflict
 from app.lifecycle.events import SUPERSEDED, Attempt, attempt
 from app.lifecycle.naming import find_run_folder
-from app.lifecycle.store import overwrite
 from app.models import FINISHED_STATUSES, Job, JobAudit
 
 STRATEGIES = ("soft", "hard")
-
-
-def remove_folder(folder: Path, *, secure: bool) -> None:
-    """Remove a run folder; with SECURE_DELETE overwrite every file first (links are not followed)."""
-    if secure:
-        for parent, _dirs, files in os.walk(folder):
-            for name in files:
-                path = Path(parent) / name
-                if path.is_file() and not path.is_symlink():
-                    overwrite(path)
-    shutil.rmtree(folder)
 
 
 def _audit(job: Job, *, actor: str, reason: str, strategy: str, now: datetime, bytes_freed: int | None) -> JobAudit:
@@ -92,33 +85,39 @@ def _soft_delete(lc: Lifecycle, job: Job, record: Attempt, *, actor: str, reason
     if job.archived_at is None:
         # An active run is first archived into the trash, so it can still be undeleted.
         folder, archive = archive_folder(lc, job, "trash")
-        lc.checkpoint("delete.archived")
-        record_archive(lc, job, archive, **deletion)
-        lc.session.add(_audit(job, actor=actor, reason=reason, strategy="soft", now=now, bytes_freed=0))
-        outcome = record.succeed(bytes_before=archive.content_bytes, bytes_after=archive.size)
-        lc.session.commit()
+        aside = set_aside_or_discard(lc, job, folder, archive)
+        with until_recorded(aside):
+            lc.checkpoint("delete.archived")
+            record_archive(lc, job, archive, **deletion)
+            lc.session.add(_audit(job, actor=actor, reason=reason, strategy="soft", now=now, bytes_freed=0))
+            outcome = record.succeed(bytes_before=archive.content_bytes, bytes_after=archive.size)
+            lc.session.commit()
         lc.checkpoint("delete.committed")
-        remove_folder(folder, secure=lc.settings.secure_delete)
+        remove_folder(aside, secure=lc.settings.secure_delete)
         return outcome
 
     source = job.archive_path
     assert source is not None and job.archive_sha256 is not None
-    target = "trash/" + source.partition("/")[2]
-    source_remains = lc.store.move(source, target, job.archive_sha256) if source != target else False
-    lc.checkpoint("delete.moved")
-    guarded = update(Job).where(Job.id == job.id, Job.deleted_at.is_(None))
-    values = {**deletion, "archive_path": target, "restored_at": None, "restore_expires_at": None}
-    if lc.session.execute(guarded.values(**values)).rowcount != 1:
-        raise RunConflict(f"run {job.id} changed while it was being deleted")
-    lc.session.add(_audit(job, actor=actor, reason=reason, strategy="soft", now=now, bytes_freed=0))
-    outcome = record.succeed(bytes_before=job.archive_size_bytes, bytes_after=job.archive_size_bytes)
-    lc.session.commit()
+    # A restored working copy goes with the run, unless it holds what the archive does not (an
+    # analyst's notes): then the deletion stops before anything moved (FolderKept).
+    working_copy = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
+    aside = set_aside(job, working_copy, manifest_of(lc, job.id)) if working_copy is not None else None
+    with until_recorded(aside):
+        target = "trash/" + source.partition("/")[2]
+        source_remains = lc.store.move(source, target, job.archive_sha256) if source != target else False
+        lc.checkpoint("delete.moved")
+        guarded = update(Job).where(Job.id == job.id, Job.deleted_at.is_(None))
+        values = {**deletion, "archive_path": target, "restored_at": None, "restore_expires_at": None}
+        if lc.session.execute(guarded.values(**values)).rowcount != 1:
+            raise RunConflict(f"run {job.id} changed while it was being deleted")
+        lc.session.add(_audit(job, actor=actor, reason=reason, strategy="soft", now=now, bytes_freed=0))
+        outcome = record.succeed(bytes_before=job.archive_size_bytes, bytes_after=job.archive_size_bytes)
+        lc.session.commit()
     lc.checkpoint("delete.committed")
     if source_remains:
         lc.store.remove(source, secure=lc.settings.secure_delete)
-    working_copy = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
-    if working_copy is not None:
-        remove_folder(working_copy, secure=lc.settings.secure_delete)
+    if aside is not None:
+        remove_folder(aside, secure=lc.settings.secure_delete)
     return outcome
 
 
@@ -145,7 +144,7 @@ def _purge(lc: Lifecycle, job: Job, *, actor: str, reason: str | None) -> str:
             return record.skip("not in the trash")
         if job.verify_outcome == "corrupt":
             # A person must see a corrupt archive before its last copy goes (archive_corrupt alert).
-            raise RunConflict(f"the archive of run {job.id} failed verification; not purged until it is looked at")
+            return record.skip("its archive failed verification: kept until a person has looked")
         key = job.archive_path
         size = job.archive_size_bytes or 0
         now = lc.now()

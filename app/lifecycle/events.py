@@ -17,7 +17,7 @@ from sqlalchemy import delete
 
 from app.lifecycle.alerts import raise_alert
 from app.lifecycle.context import Lifecycle
-from app.lifecycle.errors import RunNotFound
+from app.lifecycle.errors import FolderKept, RunNotFound
 from app.lifecycle.locks import RunBusy
 from app.models import Job, LifecycleEvent
 
@@ -90,9 +90,13 @@ class Attempt:
 
     def fail(self, error: BaseException | str) -> None:
         """Record a failure the operation noticed itself (nothing raised); it commits."""
-        self.event.error = (error if isinstance(error, str) else f"{type(error).__name__}: {error}")[:2000]
+        self.event.error = error[:2000] if isinstance(error, str) else _error_text(error)
         self._finish("failed")
         self.lc.session.commit()
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 @contextmanager
@@ -123,12 +127,11 @@ def attempt(
         raise
     except BaseException as error:
         lc.session.rollback()
-        if alert := getattr(error, "alert", None):  # a failure a person must see (FolderKept)
-            raise_alert(lc.session, now=lc.now(), **alert)
-        if differences := getattr(error, "differences", None):
-            record.details["files"] = differences[:100]
+        if isinstance(error, FolderKept):  # a person must see it: which files, and an alert
+            record.details["files"] = error.differences[:100]
+            raise_alert(lc.session, now=lc.now(), **error.alert)
         record.event.outcome = "skipped" if isinstance(error, RunBusy) else "failed"
-        record.event.error = f"{type(error).__name__}: {error}"[:2000]
+        record.event.error = _error_text(error)
         record.event.finished_at = lc.now()
         record.event.details = record.details or None
         lc.session.add(record.event)

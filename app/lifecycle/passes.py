@@ -137,9 +137,12 @@ def archive_old_runs(
             try:
                 expire_restore(lc, job.id, actor=actor)
                 expired += 1
-            except (LifecycleError, OSError) as error:
+            except RunBusy:
+                report.outcomes["skipped"] += 1
+            except Exception as error:  # recorded as a failed event (a kept working copy, a missing archive)
                 lc.session.rollback()
-                report.errors.append(f"{job.id}: expire_restore: {error}")
+                report.outcomes["failed"] += 1
+                report.errors.append(f"{job.id}: expire_restore: {error}"[:500])
         report.extra["restores_expired"] = expired
     _run_over(
         lc,

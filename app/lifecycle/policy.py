@@ -52,8 +52,13 @@ def runs_due_for_cleanup(settings: Settings, now: datetime, before: datetime | N
 
 
 def restores_due_to_expire(now: datetime) -> Select:
-    """Restored working copies whose RESTORE_TTL_DAYS have run out."""
-    return select(Job).where(Job.restored_at.is_not(None), Job.restore_expires_at <= now)
+    """Restored working copies whose RESTORE_TTL_DAYS have run out, unless their archive was found
+    corrupt or missing: then the working copy may be the last good one (archive_corrupt alert)."""
+    return select(Job).where(
+        Job.restored_at.is_not(None),
+        Job.restore_expires_at <= now,
+        or_(Job.verify_outcome.is_(None), Job.verify_outcome.not_in(("corrupt", "missing"))),
+    )
 
 
 def trash_due_for_purge(settings: Settings, now: datetime) -> Select:

@@ -11,18 +11,28 @@ and lists what a repair would do and what needs a person.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
-from app.lifecycle.archival import RESTORE_SUFFIX, adopt_archive, folder_name_of, load_run, manifest_of
+from app.lifecycle.archival import (
+    RESTORE_SUFFIX,
+    SET_ASIDE_SUFFIX,
+    adopt_archive,
+    folder_name_of,
+    load_run,
+    manifest_of,
+    put_back,
+    set_aside,
+)
 from app.lifecycle.context import Lifecycle
-from app.lifecycle.deletion import remove_folder
+from app.lifecycle.disk import remove_folder
 from app.lifecycle.errors import FolderKept, RunNotFound
 from app.lifecycle.events import INTERRUPTED, attempt
 from app.lifecycle.locks import RunBusy
@@ -54,12 +64,18 @@ class ReconcileReport:
 class _Pass:
     """One reconcile pass: holds each run's lock while it repairs it, or (read-only) only looks."""
 
-    def __init__(self, lc: Lifecycle, actor: str, repair: bool):
+    def __init__(self, lc: Lifecycle, actor: str, repair: bool, deep: bool):
         self.lc, self.actor, self.repair = lc, actor, repair
+        self.deep = deep  # read archives and folders through (a repair always does before removing anything)
         self.report = ReconcileReport(read_only=not repair)
 
     def hold(self, job_id: uuid.UUID) -> AbstractContextManager[None]:
-        return self.lc.locks.run(job_id) if self.repair else nullcontext()
+        """The run's lock while repairing; read-only, no lock, but a run being worked on is left alone."""
+        if self.repair:
+            return self.lc.locks.run(job_id)
+        if self.lc.locks.is_locked(job_id):
+            raise RunBusy(f"run {job_id} is being worked on")
+        return nullcontext()
 
     def fix(self, would: str, done: str, action: Callable[[], object]) -> None:
         """Repair one thing (or, read-only, list it: ``would`` says what would be done)."""
@@ -84,9 +100,14 @@ def _hard_deleted(lc: Lifecycle, job_id: uuid.UUID) -> bool:
     return lc.session.scalar(audit) is not None
 
 
-def _archive_intact(lc: Lifecycle, job: Job) -> bool:
+def _archive_intact(lc: Lifecycle, job: Job, *, deep: bool = True) -> bool:
+    """The run's archive is there as recorded: its SHA-256 read through, or (not ``deep``) its size."""
     key = job.archive_path
-    return bool(key) and lc.store.exists(key) and lc.store.sha256(key) == job.archive_sha256  # type: ignore[arg-type]
+    if not key or not lc.store.exists(key):
+        return False
+    if not deep:
+        return lc.store.size(key) == job.archive_size_bytes
+    return lc.store.sha256(key) == job.archive_sha256
 
 
 def reconcile(
@@ -97,9 +118,10 @@ def reconcile(
     ``hash_archives`` also reads every recorded archive through its SHA-256 (the report does; the
     passes leave that to the budgeted ``verify_archives``).
     """
-    p = _Pass(lc, actor, repair)
+    p = _Pass(lc, actor, repair, deep=repair or hash_archives)
     _interrupted_attempts(p)
     _stale_partials(p)
+    _folders_set_aside(p)
     for key in list(lc.store.keys()):
         _archive_file(p, key)
     _run_folders(p)
@@ -146,8 +168,6 @@ def _stale_partials(p: _Pass) -> None:
         if job_id is None:
             p.report.orphans.append(str(path))
             continue
-        if not p.repair and lc.locks.is_locked(job_id):
-            continue  # being written now
         try:
             with p.hold(job_id):
                 if not path.exists():
@@ -159,6 +179,32 @@ def _stale_partials(p: _Pass) -> None:
                 p.fix(f"remove stale partial {path.name}", f"removed stale partial {path.name}", remove)
         except RunBusy:
             p.report.busy.append(str(path))
+
+
+def _folders_set_aside(p: _Pass) -> None:
+    """A run folder set aside for removal whose removal was never recorded: put it back, and let the
+    rules for run folders decide again (a crash between the rename and the commit)."""
+    lc = p.lc
+    for aside in sorted(lc.settings.jobs_path.glob(f".*{SET_ASIDE_SUFFIX}")):
+        name = aside.name[1 : -len(SET_ASIDE_SUFFIX)]
+        parsed = parse_run_folder(name)
+        if parsed is None:
+            p.report.orphans.append(aside.name)
+            continue
+        try:
+            with p.hold(parsed[1]):
+                if not aside.exists():
+                    continue
+                if (lc.settings.jobs_path / name).exists():
+                    p.report.problems.append(f"{aside.name}: set aside, and {name} exists again; both kept")
+                    continue
+                p.fix(
+                    f"put {aside.name} back as {name}",
+                    f"put {aside.name} back as {name}",
+                    lambda aside=aside: put_back(aside),
+                )
+        except RunBusy:
+            p.report.busy.append(aside.name)
 
 
 def _archive_file(p: _Pass, key: str) -> None:
@@ -228,7 +274,7 @@ def _archive_file_of(p: _Pass, job: Job, key: str) -> None:
         )
         return
     if lc.store.exists(recorded):
-        if _archive_intact(lc, job):
+        if _archive_intact(lc, job, deep=p.deep):
             p.fix(
                 f"remove leftover copy {key}; {recorded} is intact",
                 f"removed leftover copy {key}; {recorded} is intact",
@@ -258,7 +304,7 @@ def _run_folders(p: _Pass) -> None:
     for folder in sorted(lc.settings.jobs_path.iterdir()):
         parsed = parse_run_folder(folder.name)
         if parsed is None or not folder.is_dir() or folder.is_symlink():
-            if not folder.name.startswith(".") or not folder.name.endswith(RESTORE_SUFFIX):
+            if not folder.name.startswith(".") or not folder.name.endswith((RESTORE_SUFFIX, SET_ASIDE_SUFFIX)):
                 p.report.orphans.append(folder.name)
             continue
         job_id = parsed[1]
@@ -290,7 +336,7 @@ def _run_folder_of(p: _Pass, job_id: uuid.UUID, folder: Path) -> None:
         return  # a live working copy
     # An archived, trashed or purged run whose folder is still here: archival or expiry crashed
     # before removing it, or a restore crashed before recording it.
-    if job.purged_at is None and _archive_intact(lc, job):
+    if job.purged_at is None and _archive_intact(lc, job, deep=p.deep):
         _remove_archived_folder(p, job, folder)
         return
     if job.deleted_at is None:
@@ -328,23 +374,26 @@ def _run_folder_of(p: _Pass, job_id: uuid.UUID, folder: Path) -> None:
 def _remove_archived_folder(p: _Pass, job: Job, folder: Path) -> None:
     """Remove the folder of a run whose archive is intact, only if the archive holds all of it."""
     lc = p.lc
-    manifest = manifest_of(lc, job.id)
-    differences = folder_differences(folder, manifest)
-    if differences:
-        kept = FolderKept(job.id, folder.name, differences)
-        p.report.problems.append(str(kept))
-        if p.repair:
-            try:
-                with attempt(lc, job.id, "archive", p.actor, "reconcile: remove the folder of an archived run"):
-                    raise kept
-            except FolderKept:
-                pass  # recorded as a failed attempt, with its alert
+    if not p.deep:
+        p.report.repaired.append(f"remove {folder.name} if its archive {job.archive_path} holds all of it")
         return
-    p.fix(
-        f"remove {folder.name}: its archive {job.archive_path} holds all of it",
-        f"removed {folder.name}: its archive {job.archive_path} is intact",
-        lambda: remove_folder(folder, secure=lc.settings.secure_delete and job.deleted_at is not None),
-    )
+    manifest = manifest_of(lc, job.id)
+    if not p.repair:
+        if differences := folder_differences(folder, manifest):
+            p.report.problems.append(str(FolderKept(job.id, folder.name, differences)))
+        else:
+            p.report.repaired.append(f"remove {folder.name}: its archive {job.archive_path} holds all of it")
+        return
+    try:
+        aside = set_aside(job, folder, manifest)
+    except FolderKept as kept:
+        p.report.problems.append(str(kept))
+        with contextlib.suppress(FolderKept):  # recorded as a failed attempt, with its alert
+            with attempt(lc, job.id, "archive", p.actor, "reconcile: remove the folder of an archived run"):
+                raise kept from None
+        return
+    remove_folder(aside, secure=lc.settings.secure_delete and job.deleted_at is not None)
+    p.report.repaired.append(f"removed {folder.name}: its archive {job.archive_path} is intact")
 
 
 def _recorded_archives(p: _Pass, hash_archives: bool) -> None:
@@ -366,10 +415,3 @@ def _recorded_archives(p: _Pass, hash_archives: bool) -> None:
             p.report.problems.append(f"run {job_id}: {key} is {lc.store.size(key)} bytes, recorded {size}")
         elif hash_archives and lc.store.sha256(key) != sha256:
             p.report.problems.append(f"run {job_id}: {key} does not match its recorded SHA-256")
-
-
-def runs_with_folders(lc: Lifecycle) -> Iterator[uuid.UUID]:
-    """The ids of the run folders in jobs/ (for reports)."""
-    for folder in lc.settings.jobs_path.iterdir():
-        if parsed := parse_run_folder(folder.name):
-            yield parsed[1]

@@ -16,6 +16,7 @@ import hashlib
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -54,12 +55,31 @@ class Member:
 
 
 Fingerprint = tuple[int, int, int, int, int]
+# A file changed within this long of being read may keep its timestamps on a file system that
+# keeps coarse ones (FAT 2 s, ext3 1 s, some network shares): git's "racy clean" problem. Such a
+# file is hashed again however its fingerprint looks.
+RACY_NS = 2_000_000_000
 
 
 def fingerprint(info: os.stat_result) -> Fingerprint:
     """What says a file's bytes are unchanged since it was read: size, inode and mtime, and the
     ctime no writer can set back (any write, truncate or replace moves it)."""
     return (info.st_size, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _unchanged_since_read(info: os.stat_result, read: tuple[Fingerprint, int] | None) -> bool:
+    """Whether a file is, by its fingerprint, as it was when read at ``read[1]`` (ns since the epoch)."""
+    if read is None or read[0] != fingerprint(info):
+        return False
+    return max(info.st_mtime_ns, info.st_ctime_ns) < read[1] - RACY_NS
+
+
+def archived_link(relpath: str, target: str, root: str) -> bool:
+    """Whether a link is archived (kept as a link) or left out with a warning: one rule for writing
+    the archive and for comparing a folder with it."""
+    info = tarfile.TarInfo(relpath)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return _link_stays_inside(relpath, target) and refusal(info, root) is None
 
 
 @dataclass
@@ -70,7 +90,7 @@ class WriteResult:
     tar_crc: int = 0
     # Each file member's fingerprint when it was opened: a folder is compared against its archive
     # before removal, and a file whose fingerprint still matches need not be read again.
-    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    fingerprints: dict[str, tuple[Fingerprint, int]] = field(default_factory=dict)
 
 
 def _link_stays_inside(relpath: str, target: str) -> bool:
@@ -117,7 +137,7 @@ def write_tar(
     spans = spans if spans is not None else []
     members: list[Member] = []
     warnings: list[str] = []
-    fingerprints: dict[str, Fingerprint] = {}
+    fingerprints: dict[str, tuple[Fingerprint, int]] = {}
     sink = TarSink(stream, on_progress)
     root_text = str(root)
     with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=STREAM_BLOCK) as tar:
@@ -131,7 +151,7 @@ def write_tar(
                 target = os.readlink(entry.path)
                 tarinfo.type = tarfile.SYMTYPE
                 tarinfo.linkname = target
-                if not _link_stays_inside(relpath, target) or refusal(tarinfo, root_text):
+                if not archived_link(relpath, target, root_text):
                     warnings.append(f"left out link {name} -> {escape_name(target)}: it points outside the run")
                     continue
                 tar.addfile(tarinfo)
@@ -150,7 +170,7 @@ def write_tar(
                 fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
                 with os.fdopen(fd, "rb", buffering=0) as handle:
                     opened = os.fstat(fd)
-                    fingerprints[name] = fingerprint(opened)
+                    fingerprints[name] = (fingerprint(opened), time.time_ns())
                     tarinfo.size = opened.st_size
                     header = tarinfo.tobuf(tar.format, tar.encoding, tar.errors)
                     data_offset = tar.offset + len(header)
@@ -328,7 +348,7 @@ def _file_sha256(path: str) -> str:
 
 
 def folder_differences(
-    root: Path, manifest: list[Member], fingerprints: dict[str, Fingerprint] | None = None
+    root: Path, manifest: list[Member], fingerprints: dict[str, tuple[Fingerprint, int]] | None = None
 ) -> list[str]:
     """What the folder ``root`` holds that its archive (``manifest``) does not: extra entries, and
     entries of another kind, size, link target or content. Empty when removing the folder loses nothing.
@@ -346,7 +366,7 @@ def folder_differences(
         member = expected.get(name)
         if entry.is_symlink():
             target = os.readlink(entry.path)
-            if member is None and not _link_stays_inside(relpath, target):
+            if member is None and not archived_link(relpath, target, str(root)):
                 continue
             kind = "symlink"
         else:
@@ -361,6 +381,6 @@ def folder_differences(
             info = entry.stat(follow_symlinks=False)
             if info.st_size != member.size:
                 differences.append(f"{name} ({info.st_size} bytes, {member.size} in the archive)")
-            elif fingerprints.get(name) != fingerprint(info) and _file_sha256(entry.path) != member.sha256:
+            elif not _unchanged_since_read(info, fingerprints.get(name)) and _file_sha256(entry.path) != member.sha256:
                 differences.append(f"{name} (content differs from the archive)")
     return differences

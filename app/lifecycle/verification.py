@@ -20,7 +20,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from app.lifecycle.alerts import mark_archive_corrupt, resolve_alerts
 from app.lifecycle.archival import extract_archive, folder_name_of, load_run, manifest_of
@@ -173,6 +173,10 @@ def verify_archives(
             lc.session.rollback()
             report.failed += 1
             report.errors.append(f"{job_id}: {type(error).__name__}: {error}"[:500])
+            # To the back of the queue, its verdict unchanged: an archive whose check keeps failing
+            # must not take every pass's budget (the failed event and the task's failure show it).
+            lc.session.execute(update(Job).where(Job.id == job_id).values(last_verified_at=lc.now()))
+            lc.session.commit()
         else:
             report.outcomes[verdict.outcome] += 1
             report.bytes_read += verdict.bytes_read
