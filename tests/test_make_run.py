@@ -153,6 +153,9 @@ def test_a_killed_rq_worker_is_replaced_by_a_new_one(process_env, redis_db, tmp_
         os.kill(first.pid, signal.SIGKILL)  # as when Redis is lost and the worker dies
         second = wait_for(lambda: [w for w in Worker.all(queue=queue) if w.name != first.name], seconds=30)[0]
         assert second.pid != first.pid and not gone(second.pid)
+        # Stopped once it listens: a SIGTERM that lands while RQ is still starting up (it registers
+        # before it installs its signal handlers) ends it without a goodbye, on a loaded machine.
+        wait_for(lambda: Worker.find_by_key(second.key, connection=redis_db).get_state() == "idle", seconds=30)
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=30) == 0
         wait_for(lambda: gone(second.pid), seconds=10)
