@@ -163,3 +163,53 @@ def test_a_member_sees_only_their_runs_and_a_refusal_says_why(live_server, page,
     page.get_by_role("searchbox").fill("nothing like this")
     expect(page.get_by_text("No active runs match")).to_be_visible()
     shot(page, "6-member-search")
+
+
+def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html_only_downloads(
+    live_server, page, lc, admin, member, make_run
+):
+    from playwright.sync_api import expect
+
+    from app.lifecycle import archival
+
+    hostile = make_run(
+        {"page.html": "<script>alert(document.cookie)</script>", "shot.png": b"\x89PNG\r\n\x1a\n"},
+        days_ago=3,
+        owner=member.user.id,
+        name="A member's pages",
+    )
+    archival.archive_run(lc, hostile.id, actor="scheduler")
+    make_run(days_ago=1, owner=admin.user.id, name="Book catalogue of Monday")
+    lc.session.commit()
+    complaints, dialogs = [], []
+
+    def complain(message) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            complaints.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", complain)
+    page.on("pageerror", lambda error: complaints.append(str(error)))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    page.goto(live_server + "/login")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("searchbox").fill("Monday")  # HTMX swaps the table in place
+    expect(page.get_by_role("link", name="A member's pages")).to_have_count(0)
+    expect(page.get_by_role("link", name="Book catalogue of Monday")).to_be_visible()
+
+    page.goto(live_server + f"/runs/{hostile.id}")
+    expect(page.locator(".tier")).to_have_text("archived")
+    with page.expect_download() as download:  # the admin's browser saves the member's page, never shows it
+        page.get_by_role("link", name="page.html").click()
+    assert download.value.suggested_filename == "page.html"
+    assert page.url == live_server + f"/runs/{hostile.id}"
+
+    page.goto(live_server + "/storage")
+    expect(page.locator(".plot .main-svg").first).to_be_visible()  # drawn by storage-charts.js, not inline script
+    assert page.locator(".plot").count() == 4 and page.locator(".plot .main-svg").count() >= 4
+    shot(page, "8-storage-under-csp")
+    assert dialogs == []
+    assert [text for text in complaints if "Content Security Policy" in text or "Refused" in text] == []
+    assert complaints == []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import re
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response, request, stream_with_context
 from sqlalchemy import select
@@ -29,9 +31,42 @@ from app.models import ArchiveMember, Job, count_rows
 _EXTRA_TYPES = {".log": "text/plain", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
 
 
+# Types a browser shows but never runs: these open in place. Anything else a member archived (HTML,
+# SVG, XHTML, XML, JavaScript, MHTML, types no one listed) could run as this site if rendered here.
+PASSIVE_TYPES = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+        "application/json",
+        "application/x-ndjson",
+    }
+)
+# Even a passive type is read in a sandbox (no script, an opaque origin) with nothing to fetch.
+MEMBER_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
 def content_type(path: str) -> str:
     suffix = path[path.rfind(".") :].lower() if "." in path else ""
     return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def member_presentation(path: str) -> tuple[str, dict[str, str]]:
+    """The type and headers a member is sent with: passive types inline, the rest as an opaque download."""
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": MEMBER_CSP}
+    mimetype = content_type(path)
+    if mimetype in PASSIVE_TYPES:
+        return mimetype, {**headers, "Content-Disposition": "inline"}
+    name = path.rsplit("/", 1)[-1]
+    # An ASCII fallback of safe characters only, and the exact name percent-encoded (RFC 6266).
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return "application/octet-stream", {**headers, "Content-Disposition": disposition}
 
 
 @bp.get("/jobs/archived")
@@ -96,7 +131,8 @@ def read_archive_file(job_id: str, member_path: str) -> Any:
         raise ApiError(404, f"no file {clean!r} in the archive of run {job.id}")
     if member.kind != "file" or member.offset is None:
         raise ApiError(409, f"{clean!r} is a {member.kind}, not a file", "not_a_file")
-    headers = {"Content-Length": str(member.size), "ETag": f'"{member.sha256}"', "X-Content-Type-Options": "nosniff"}
+    mimetype, shown = member_presentation(clean)
+    headers = {"Content-Length": str(member.size), "ETag": f'"{member.sha256}"', **shown}
     if member.sha256:
         headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(member.sha256)).decode()}:"
     if request.if_none_match and member.sha256 and request.if_none_match.contains(member.sha256):
@@ -107,4 +143,4 @@ def read_archive_file(job_id: str, member_path: str) -> Any:
         # The stored bytes are wrong, not the request: a 500, with the alert already raised.
         raise ApiError(500, str(error), "archive_corrupt") from None
     # A larger member can still fail part-way: its stream then raises before its last chunk.
-    return Response(stream_with_context(read.chunks), mimetype=content_type(clean), headers=headers)
+    return Response(stream_with_context(read.chunks), mimetype=mimetype, headers=headers)

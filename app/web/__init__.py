@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, session, url_for
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from app.actions import Refused
+from app.api.errors import busy_message
 from app.auth.sessions import caller_of_session
 from app.auth.users import Caller
 from app.extensions import db
 from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.locks import RunBusy
 from app.lifecycle.naming import BadJobId
 from app.models import Alert
 
@@ -36,6 +39,29 @@ def load_user() -> Any:
     return None
 
 
+# Scripts come only from our own files (no inline script, no eval), so markup that slipped into a
+# page cannot act. Inline styles stay allowed: plotly.js writes style attributes and <style> rules
+# as it draws, and a style cannot run script.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@bp.after_app_request
+def security_headers(response: Response) -> Response:
+    """Send the security headers on every answer of the app; a view that set its own CSP keeps it."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 @bp.context_processor
 def open_alerts() -> dict[str, Any]:
     """How many alerts are open: every page shows it next to Storage, where they are listed."""
@@ -46,13 +72,6 @@ def open_alerts() -> dict[str, Any]:
 
 def web_user() -> Caller:
     return g.web_user
-
-
-def safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path of this site only (no open redirects)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("web.runs")
 
 
 def error_page(status: int, message: str) -> Any:
@@ -87,4 +106,14 @@ def _rule(error: RuleViolation) -> Any:
     return error_page(422, str(error))
 
 
-from app.web import pages, reports  # noqa: E402,F401  (routes register themselves on bp)
+@bp.errorhandler(RunBusy)
+def _busy(error: RunBusy) -> Any:
+    return error_page(409, busy_message(error))
+
+
+@bp.errorhandler(RedisError)
+def _redis_down(error: RedisError) -> Any:
+    return error_page(503, "The task queue and run locks (Redis) do not answer. Try again shortly.")
+
+
+from app.web import login, pages, reports  # noqa: E402,F401  (routes register themselves on bp)
