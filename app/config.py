@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -51,6 +52,14 @@ class Settings:
     alert_webhook_url: str | None
     database_url: str | None
     redis_url: str
+    # The proxies in front of the web app whose X-Forwarded-For/-Proto are believed: how many
+    # (each one appends itself), or the addresses of the one proxy in front; 0 believes none.
+    trusted_proxies: int | tuple[str, ...]
+    # Failed logins (and failed API tokens, per address) refused with 429 once this many fail
+    # within the window; only failures count, so logging in successfully never throttles.
+    login_failures_per_user: int
+    login_failures_per_address: int
+    login_failure_window_seconds: int
 
     @property
     def jobs_path(self) -> Path:
@@ -105,6 +114,21 @@ def _cron(env: Mapping[str, Any], name: str, default: str) -> str:
     if not croniter.is_valid(raw) or len(raw.split()) != 5:  # type: ignore[union-attr]
         raise ConfigError(f"{name} must be a five-field cron expression such as '0 2 * * *', got {raw!r}")
     return raw  # type: ignore[return-value]
+
+
+def _trusted_proxies(env: Mapping[str, Any]) -> int | tuple[str, ...]:
+    raw = _text(env, "TRUSTED_PROXIES", "0")
+    if raw.isdigit():  # type: ignore[union-attr]
+        return _int(env, "TRUSTED_PROXIES", 0, minimum=0, maximum=10)
+    addresses = tuple(part.strip() for part in raw.split(",") if part.strip())  # type: ignore[union-attr]
+    try:
+        if not addresses:
+            raise ValueError("no address")
+        return tuple(str(ipaddress.ip_address(address)) for address in addresses)
+    except ValueError:
+        raise ConfigError(
+            f"TRUSTED_PROXIES must be a number of proxies (0-10) or a comma-separated list of IP addresses, got {raw!r}"
+        ) from None
 
 
 def masked_url(url: str) -> str:
@@ -176,4 +200,8 @@ def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
         alert_webhook_url=webhook,
         database_url=_database_url(env),
         redis_url=redis_url,  # type: ignore[arg-type]
+        trusted_proxies=_trusted_proxies(env),
+        login_failures_per_user=_int(env, "LOGIN_FAILURES_PER_USER", 10, minimum=1, maximum=10_000),
+        login_failures_per_address=_int(env, "LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1, maximum=100_000),
+        login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1, maximum=86_400),
     )

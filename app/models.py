@@ -132,6 +132,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="member")
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Raised by a logout or a password change: every session cookie opened before it stops working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_admin(self) -> bool:

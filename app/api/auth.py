@@ -14,11 +14,15 @@ from wtforms.validators import ValidationError
 from app.api import bp
 from app.api.errors import ApiError
 from app.auth.sessions import caller_of_session
+from app.auth.throttle import token_limits
 from app.auth.users import Caller, caller_for_token
 from app.extensions import db
 from app.models import Job
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Guessing tokens: an address whose calls failed authentication too often gets 429 (Retry-After),
+# checked before the token is looked up.
+token_limits(bp)
 
 
 @bp.before_request

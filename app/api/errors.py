@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify, request
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from app.actions import Refused
 from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.locks import RunBusy
 from app.lifecycle.naming import BadJobId
 
 _CODES = {
@@ -25,6 +27,15 @@ _CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+# Redis holds the task queue and the runs' locks: without it nothing can be queued or locked.
+REDIS_DOWN = "the task queue and run locks (Redis) do not answer; try again shortly"
+
+
+def busy_message(error: Exception) -> str:
+    """What a caller hears when another worker holds the run's lock (the core's ``RunBusy``)."""
+    return f"{error}: nothing was changed, try again when that work ends"
 
 
 class ApiError(Exception):
@@ -74,9 +85,17 @@ def register_error_handlers(app: Flask) -> None:
     def _rule(error: RuleViolation) -> Any:
         return error_response(422, str(error))
 
+    @app.errorhandler(RunBusy)
+    def _busy(error: RunBusy) -> Any:
+        return error_response(409, busy_message(error), "run_busy")
+
+    @app.errorhandler(RedisError)
+    def _redis_down(error: RedisError) -> Any:
+        return error_response(503, REDIS_DOWN, "unavailable")
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Any:
-        if not _wants_json():
+        if not _wants_json() or error.response is not None:  # one that carries its answer (a throttle's 429)
             return error
         headers = dict(error.get_headers())
         headers.pop("Content-Type", None)

@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from sqlalchemy import func, select
 
-from app.auth.users import UserError, create_user, rotate_token
+from app.auth.users import UserError, create_user, rotate_token, set_password
 from app.extensions import db
 from app.models import User
 
@@ -53,6 +53,27 @@ def rotate_token_command(username: str) -> None:
     click.echo(rotate_token(db.session, user))
 
 
+@users_cli.command("set-password")
+@click.argument("username")
+@click.option(
+    "--password",
+    prompt="New password",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The new password (asked twice, unechoed, if omitted).",
+)
+def set_password_command(username: str, password: str) -> None:
+    """Give a user a new password; every session the user had open ends."""
+    user = db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        set_password(db.session, user, password)
+    except UserError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Changed the password of {user.username!r}; their open sessions have ended.")
+
+
 @users_cli.command("ensure-admin")
 def ensure_admin_command() -> None:
     """Create an ``admin`` user on first start and say how to log in; do nothing later."""
@@ -62,9 +83,13 @@ def ensure_admin_command() -> None:
     note = Path(current_app.instance_path) / "first-admin.txt"
     fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"username: {user.username}\npassword: {password}\napi token: {token}\n")
+        handle.write(
+            f"username: {user.username}\npassword: {password}\napi token: {token}\n"
+            f"change the password with `flask users set-password {user.username}` or on the Change password page\n"
+        )
     click.echo(
         "\n  First start: created the admin user.\n"
         f"    username:  {user.username}\n    password:  {password}\n    API token: {token}\n"
-        f"  (also saved in {note}; change it with `flask users create`)\n"
+        f"  (also saved in {note}; change the password with `flask users set-password {user.username}`\n"
+        "   or on the dashboard's Change password page)\n"
     )

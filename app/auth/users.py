@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import User
+from app.names import NameRefused, check_visible_name
 from app.ttl_cache import TTLCache
 
 # Actor names the product writes itself; no user may take them.
@@ -61,7 +63,11 @@ def new_token() -> str:
 
 def create_user(session: Session, username: str, password: str | None, *, admin: bool) -> tuple[User, str, str]:
     """Create a user; return it with its password (generated when none is given) and API token."""
-    if not _USERNAME.match(username):
+    try:
+        check_visible_name(username, "username")
+    except NameRefused as error:
+        raise UserError(str(error)) from None
+    if not _USERNAME.fullmatch(username):  # match() let "admin\n" through: "$" matches before a final newline
         raise UserError("username must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if username.lower() in RESERVED_USERNAMES:
         raise UserError(f"username {username!r} is reserved for the product's own actions")
@@ -69,8 +75,8 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
         raise UserError(f"user {username!r} already exists")
     if password is None:
         password = secrets.token_urlsafe(12)
-    elif len(password) < 8:
-        raise UserError("password must be at least 8 characters")
+    else:
+        check_new_password(password)
     token = new_token()
     user = User(
         username=username,
@@ -81,6 +87,28 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
     session.add(user)
     session.commit()
     return user, password, token
+
+
+def check_new_password(password: str) -> None:
+    """Refuse a password too short to choose."""
+    if len(password) < 8:
+        raise UserError("password must be at least 8 characters")
+    if len(password) > 1024:  # hashing is the cost: a megabyte of password is a denial of service
+        raise UserError("password must be at most 1024 characters")
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Give a user a new password and end every session opened with the old one."""
+    check_new_password(password)
+    user.password_hash = generate_password_hash(password)
+    user.session_epoch = User.session_epoch + 1  # in SQL: two logouts at once both count
+    session.commit()
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """End every dashboard session of the user (a logout): their cookies no longer log anyone in."""
+    user.session_epoch = User.session_epoch + 1
+    session.commit()
 
 
 def rotate_token(session: Session, user: User) -> str:
@@ -119,9 +147,21 @@ def caller_for_token(session: Session, token: str) -> Caller | None:
     return caller
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    # A hash of a random password at the cost new passwords get, made on the first failed login.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def user_for_password(session: Session, username: str, password: str) -> User | None:
-    """Return the user if the password matches."""
+    """Return the user if the password matches; an unknown username costs the same hash check.
+
+    Answering at once for unknown names told who has an account: 3.5 ms against 78 ms.
+    """
     user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
-    if user is None or not check_password_hash(user.password_hash, password):
+    if user is None:
+        check_password_hash(_unknown_user_hash(), password)
+        return None
+    if not check_password_hash(user.password_hash, password):
         return None
     return user

@@ -1,11 +1,11 @@
-"""The dashboard's pages: log in, the runs of each tier, one run with its history and actions."""
+"""The dashboard's pages: the runs of each tier, one run with its history and actions."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from app import tasks
@@ -18,8 +18,6 @@ from app.actions import (
     deletion_strategy,
     require_tier,
 )
-from app.auth.sessions import open_session
-from app.auth.users import user_for_password
 from app.downloads import archive_download
 from app.extensions import db, lifecycle, settings
 from app.lifecycle import deletion
@@ -27,7 +25,7 @@ from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
 from app.lifecycle.runs import is_active, is_archived, matching_text, runs_visible_to, tier_of
 from app.models import COUNT_CAP, FINISHED_STATUSES, ArchiveMember, Job, LifecycleEvent, User, capped_count
-from app.web import bp, error_page, safe_next, web_user
+from app.web import bp, error_page, web_user
 
 PAGE_SIZE = 50
 TIERS = {
@@ -45,28 +43,19 @@ MAX_REASON = 1000
 MEMBERS_SHOWN = 200  # the rest through the API's member list
 
 
-# -- logging in ------------------------------------------------------------------------------------
+# -- what every request may hold --------------------------------------------------------------------
 
 
-@bp.route("/login", methods=["GET", "POST"])
-def login() -> Any:
-    error = None
-    if request.method == "POST":
-        username = request.form.get("username", "").strip()
-        password = request.form.get("password", "")
-        user = user_for_password(db.session, username, password) if username and password else None
-        if user is not None:
-            open_session(session, user)
-            return redirect(safe_next(request.args.get("next")))
-        error = "Wrong username or password."
-    status = 401 if error else 200
-    return render_template("login.html", error=error, next=request.args.get("next", "")), status
-
-
-@bp.post("/logout")
-def logout() -> Any:
-    session.clear()
-    return redirect(url_for("web.login"))
+@bp.before_request
+def refuse_unstorable_input() -> Any:
+    """Refuse a NUL byte in the path, the query or a form: PostgreSQL text cannot hold one (psycopg raises)."""
+    if "\x00" in request.path:
+        raise Refused(400, "the address must not contain a NUL byte")
+    for where, fields in (("query parameter", request.args), ("form field", request.form)):
+        for name, value in fields.items(multi=True):
+            if "\x00" in name or "\x00" in value:
+                raise Refused(400, f"the {where} {name.replace(chr(0), '')[:40]!r} must not contain a NUL byte")
+    return None
 
 
 @bp.get("/")
@@ -119,21 +108,25 @@ def runs() -> Any:
     )
 
 
-def _date_arg(name: str) -> date | None:
+def _date_arg(name: str, *, end: bool = False) -> date | None:
+    """A day from the query; an ``end`` day, whose whole day is included, must have a day after it."""
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise Refused(400, f"{name}: {raw[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if end and day == date.max:  # the range stops where the next day starts, and 10000-01-01 is no date
+        raise Refused(400, f"{name}: the last day a range can end on is {date.max - timedelta(days=1)}")
+    return day
 
 
 @bp.get("/archive")
 def archive_page() -> Any:
     """The archived runs, by the day they started, with what their archives saved."""
     user = web_user()
-    start, end = _date_arg("from"), _date_arg("to")
+    start, end = _date_arg("from"), _date_arg("to", end=True)
     if start and end and end < start:
         raise Refused(400, "the range ends before it starts")
     number = _page_number(request.args.get("page"))
