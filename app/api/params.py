@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import request
 
+from app.api import bp
 from app.api.errors import ApiError
 from app.lifecycle.naming import BadJobId, parse_job_id
 
@@ -19,6 +20,18 @@ MAX_LIMIT = 500
 MAX_OFFSET = 10_000
 _INTEGER = re.compile(r"^\d{1,9}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Scraper stats are two or three levels deep; 32 leaves room for any honest shape and keeps far
+# from every recursive walker's limit. orjson writes at most 255 levels: a run with 300-level stats
+# was stored, then every answer naming it failed (500), for good. (Python's json stops near 1,000.)
+MAX_JSON_DEPTH = 32
+
+
+@bp.before_request
+def refuse_unstorable_query() -> None:
+    """Refuse a NUL byte in the query: PostgreSQL text cannot hold one (psycopg raises)."""
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(400, f"query parameter {name.replace(chr(0), '')[:40]!r} must not contain a NUL byte")
 
 
 def job_id_param(value: str) -> uuid.UUID:
@@ -84,7 +97,9 @@ def date_bound(args: Mapping[str, str], name: str, *, end: bool) -> datetime | N
             return moment + timedelta(days=1) if end else moment
         moment = parse_timestamp(raw, name)
         return moment + timedelta(microseconds=1) if end else moment
-    except (ValueError, OverflowError):
+    except OverflowError:  # the day after 9999-12-31 (or its last instant) does not exist
+        raise ApiError(400, f"{name} must be before 9999-12-31, got {raw[:40]!r}") from None
+    except ValueError:
         raise ApiError(400, f"{name} must be an ISO 8601 date or date-time, got {raw[:40]!r}") from None
 
 
@@ -109,7 +124,29 @@ def json_body(allowed: set[str]) -> dict[str, Any]:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(unknown)[:200]}")
+    _refuse_unstorable_json(body)
     return body
+
+
+def _refuse_unstorable_json(body: dict[str, Any]) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and NUL in any key or string (jsonb cannot hold ``\\u0000``)."""
+    pending: list[tuple[Any, int]] = [(body, 1)]  # a loop, not recursion: the depth is what is in doubt
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children = list(value.values())
+            texts = list(value)
+        elif isinstance(value, list):
+            children, texts = value, []
+        else:
+            if isinstance(value, str) and "\x00" in value:
+                raise ApiError(400, "strings in the body must not contain a NUL byte")
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ApiError(400, f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
+        if any("\x00" in key for key in texts):
+            raise ApiError(400, "keys in the body must not contain a NUL byte")
+        pending.extend((child, depth + 1) for child in children)
 
 
 def text_field(body: Mapping[str, Any], name: str, *, required: bool, max_length: int = 255) -> str | None:
