@@ -13,10 +13,12 @@ from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth import init_auth
 from app.config import ConfigError, Settings, load_settings, masked_url
 from app.db_session import ping_when_idle, utc_sessions
 from app.extensions import csrf, db, migrate
 from app.json_provider import use_orjson
+from app.request_limits import refuse_oversized_chunked_body
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -31,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, check_database: bool 
     settings = load_settings({**os.environ, **overrides})
 
     app = Flask(__name__, instance_path=overrides.pop("INSTANCE_PATH", None))
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    private_instance(Path(app.instance_path), sqlite=settings.database_url is None)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_uri(settings, app.instance_path),
         SQLALCHEMY_ENGINE_OPTIONS=dict(ENGINE_OPTIONS),  # Flask-SQLAlchemy adds to it
@@ -49,6 +51,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, check_database: bool 
     prepare_storage(settings)
 
     register_extensions(app)
+    app.before_request(refuse_oversized_chunked_body)  # first of all hooks: before auth reads a body
+    init_auth(app)  # proxies, Secure cookie, login throttling (its hook reads the form: after the size check)
     if check_database:
         connect_database(app, settings)
     register_blueprints(app)
@@ -71,6 +75,22 @@ def database_uri(settings: Settings, instance_path: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def private_instance(folder: Path, *, sqlite: bool) -> None:
+    """Make the instance folder (secret key, first-admin note, SQLite file) the owner's alone: 0700, files 0600.
+
+    The SQLite file is made here, empty and 0600, before SQLite creates it with the umask's mode
+    (0644: anyone on the host could read every run and password hash); SQLite gives its journal
+    and WAL files the database file's mode. Folders and files left readable by older versions are
+    tightened when they are ours.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if sqlite:
+        os.close(os.open(folder / "agar.db", os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (folder, *(folder / name for name in ("agar.db", "secret_key", "first-admin.txt"))):
+        if path.exists() and path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def prepare_storage(settings: Settings) -> None:

@@ -183,7 +183,7 @@ def seed_demo(
         raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     if not 1024 <= run_bytes <= MAX_RUN_BYTES:
         raise ValueError(f"the size of a run must be between 1 KiB and {MAX_RUN_BYTES >> 20} MiB")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (demo data, seeded to repeat; nothing secret comes of it)
     pool = record_pool(rng, 2000)
     starts = sorted(now - timedelta(seconds=rng.uniform(3600, days * 86400)) for _ in range(runs - 1))
     starts.append(now - timedelta(minutes=rng.uniform(5, 50)))  # the run still going

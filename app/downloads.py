@@ -6,11 +6,27 @@ import base64
 from typing import Any
 
 from flask import request, send_file, stream_with_context
+from werkzeug.http import parse_range_header
 
 from app.extensions import lifecycle
 from app.lifecycle.members import read_archive_file
 from app.lifecycle.naming import run_folder_name
 from app.models import Job
+
+
+def _ignore_unusable_range() -> None:
+    """Drop a ``Range`` that is not one valid byte range: RFC 9110 §14.2 lets a server ignore it and send 200.
+
+    Werkzeug answers 416 for a malformed header (``bytes=10-5``, ``bytes=abc``), another unit
+    (``items=0-5``) or several ranges; 416 is for a valid range outside the file. Several ranges
+    get the whole file rather than multipart/byteranges: one checked stream, one simple answer.
+    """
+    header = request.headers.get("Range")
+    if header is None:
+        return
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        del request.environ["HTTP_RANGE"]
 
 
 def archive_download(job: Job) -> Any:
@@ -20,6 +36,7 @@ def archive_download(job: Job) -> Any:
     the file does not match (app.lifecycle.members). A ranged read cannot be checked whole - the
     client asked for a part - so a 206 is sent as send_file reads it; 304 and 416 carry no body.
     """
+    _ignore_unusable_range()
     lc = lifecycle()
     path = lc.store.path(job.archive_path)  # type: ignore[arg-type]
     name = f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
@@ -34,6 +51,8 @@ def archive_download(job: Job) -> Any:
     )
     digest = base64.b64encode(bytes.fromhex(job.archive_sha256 or "")).decode()
     response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
+    # An attachment, and never taken for anything but the bytes it is, whatever they look like.
+    response.headers["X-Content-Type-Options"] = "nosniff"
     if response.status_code == 200 and request.method != "HEAD":
         response.response.close()  # send_file's own reader of the file: replaced by the checked one
         response.response = stream_with_context(read_archive_file(lc, job))

@@ -1,4 +1,7 @@
-"""``/healthz``: are the database, Redis, the run storage, an RQ worker and the scheduler there? 503 when not."""
+"""``/healthz``: are the database, Redis, the run storage, an RQ worker and the scheduler there? 503 when not.
+
+Anyone sees which checks pass; only an admin's API token sees their details and errors.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ import shutil
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
 from rq import Queue, Worker
 from sqlalchemy import text
 
+from app.auth.users import caller_for_token
 from app.extensions import db, redis_connection, settings
 from app.schedule import HEARTBEAT_MISSED_POLLS, POLL_SECONDS, QUEUE_NAME, last_heartbeat
 
@@ -81,4 +85,17 @@ def healthz() -> Any:
     if not checks["database"]["ok"]:
         db.session.rollback()
     healthy = all(check["ok"] for check in checks.values())
+    if not (checks["database"]["ok"] and _admin_asks()):
+        # An error names hosts, ports and paths (a Redis URL, the storage root): anonymous callers,
+        # load balancers among them, need only which check failed.
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return {"status": "ok" if healthy else "unavailable", "checks": checks}, 200 if healthy else 503
+
+
+def _admin_asks() -> bool:
+    """Tell whether the request carries an admin's API token: only an admin sees the checks' details."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    caller = caller_for_token(db.session, token.strip())
+    return caller is not None and caller.is_admin

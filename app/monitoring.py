@@ -244,7 +244,7 @@ def webhook_notifier(url: str | None, timeout: float = 5.0) -> Any:
             "data": alert.data,
             "created_at": alert.created_at.isoformat(),
         }
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 (http(s) checked at start-up)
             url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) checked at start-up)

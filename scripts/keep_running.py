@@ -57,7 +57,7 @@ def keep_running(command: list[str], name: str) -> int:
     delay = FIRST_DELAY
     while not stopping.is_set():
         started = time.monotonic()
-        child = subprocess.Popen(command, process_group=0)
+        child = subprocess.Popen(command, process_group=0)  # noqa: S603 (our own argv, from the Makefile; no shell)
         log(name, f"started pid {child.pid}: {' '.join(command)}")
         if stopping.is_set():  # the signal came while it was starting, before it could be passed on
             child.terminate()

@@ -29,6 +29,8 @@ ROUTES = [
     ("get", "/api/scraper/alerts", None),
 ]
 RUN_ROUTES = [r for r in ROUTES if "{id}" in r[1] or "{active}" in r[1] or "{task}" in r[1]]
+# The whole site's figures and alerts: a member is refused (issue 10, point 7).
+ADMIN_ROUTES = [r for r in ROUTES if r[1].startswith(("/api/scraper/storage/", "/api/scraper/alerts"))]
 
 
 @pytest.fixture
@@ -65,12 +67,18 @@ def test_anonymous_gets_401_everywhere(client, world, method, path, body, header
     assert response.status_code == 401 and response.json["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+@pytest.mark.parametrize(("method", "path", "body"), [r for r in ROUTES if r not in ADMIN_ROUTES])
 def test_the_owner_may_use_every_route(member, world, method, path, body):
     response = call(member, method, path, body, world)
     # 409 where the run is in the wrong tier for the action (undelete of a live run): allowed, not refused.
     assert response.status_code in (200, 201, 202, 409), (path, response.get_json())
     assert response.status_code != 409 or path.endswith("/undelete")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+def test_members_are_refused_the_sites_figures_and_alerts(member, world, method, path, body):
+    response = call(member, method, path, body, world)
+    assert response.status_code == 403 and response.json["error"]["code"] == "forbidden"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), RUN_ROUTES)

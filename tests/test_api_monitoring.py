@@ -162,3 +162,45 @@ def test_event_counts_stop_at_the_cap(admin, lc, monkeypatch):
     assert (body["total"], body["total_capped"], len(body["items"])) == (5, True, 2)
     exact = admin.get("/api/scraper/events?outcome=succeeded").json
     assert exact["total"] == 0 and "total_capped" not in exact
+
+
+def test_storage_figures_and_alerts_are_for_admins_only(member, admin, lc, make_run):
+    # Every figure sums the whole site (every user's runs, the disk, snapshots that have no owner).
+    job = make_run(days_ago=40, owner=admin.user.id)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    lc.session.add(Alert(kind="disk_usage", severity="critical", message="disk /srv/agar 97 % full"))
+    lc.session.commit()
+    for path, what in (
+        ("/api/scraper/storage/stats", "storage figures"),
+        ("/api/scraper/storage/trend", "storage figures"),
+        ("/api/scraper/alerts", "alerts"),
+    ):
+        refused = member.get(path)
+        assert refused.status_code == 403
+        assert refused.json == {
+            "error": {
+                "code": "forbidden",
+                "message": f"only admins see {what}: they cover every user's runs and the disk",
+            }
+        }
+        assert admin.get(path).status_code == 200
+    assert admin.get("/api/scraper/storage/stats").json["tiers"]["archived"]["runs"] == 1
+    assert admin.get("/api/scraper/alerts").json["items"][0]["message"] == "disk /srv/agar 97 % full"
+
+
+def test_the_storage_page_and_the_alert_count_are_for_admins_only(app, member, admin, lc):
+    from tests.test_web import Browser
+
+    lc.session.add(Alert(kind="disk_usage", severity="critical", message="disk /srv/agar 97 % full"))
+    lc.session.commit()
+    as_member = Browser(app.test_client())
+    assert as_member.login("max").status_code == 302
+    refused = as_member.get("/storage")
+    assert refused.status_code == 403 and "only admins see the storage figures and alerts" in refused.text
+    assert "/srv/agar" not in refused.text
+    runs = as_member.get("/runs").text
+    assert "open alerts" not in runs and 'href="/storage"' not in runs
+    as_admin = Browser(app.test_client())
+    assert as_admin.login("ada").status_code == 302
+    assert '<span class="count alarm" title="open alerts">1 alert</span>' in as_admin.get("/runs").text
+    assert "disk /srv/agar 97 % full" in as_admin.get("/storage").text

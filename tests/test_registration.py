@@ -3,9 +3,15 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import delete, select
+
 from app.extensions import db, settings
+from app.lifecycle import deletion
+from app.lifecycle.errors import RunConflict
 from app.lifecycle.naming import folder_name_for
-from app.models import Job, LifecycleEvent
+from app.lifecycle.runs import register_run
+from app.models import Job, JobAudit, LifecycleEvent
 
 
 def register(account, **body):
@@ -187,3 +193,35 @@ def test_finished_at_is_counted_from_completion(admin):
     run = register(admin, status="completed", created_at=(now - timedelta(days=9)).isoformat())
     job = db.session.get(Job, uuid.UUID(run["id"]))
     assert job.completed_at >= now - timedelta(seconds=5)
+
+
+def test_a_hard_deleted_runs_id_cannot_be_registered_again(lc, make_run, admin, member):
+    job = make_run(owner=admin.user.id, days_ago=40)
+    job_id = job.id
+    deletion.delete_run(lc, job_id, actor="ada", reason="private: customer asked", strategy="hard")
+    assert lc.session.get(Job, job_id) is None
+
+    for account in (member, admin):
+        again = account.post("/api/scraper/jobs", json={"id": str(job_id), "name": "mine now", "scraper": "s"})
+        assert again.status_code == 409, again.json
+        assert again.json["error"]["code"] == "conflict"
+        assert "deleted run" in again.json["error"]["message"]
+    db.session.expire_all()
+    assert db.session.get(Job, job_id) is None
+    assert not list(settings().jobs_path.glob(f"*_{job_id}"))
+    # The member reads neither the old history nor the deletion reason.
+    assert member.get(f"/api/scraper/jobs/{job_id}").status_code == 404
+    audit = member.get(f"/api/scraper/audit?job_id={job_id}").json
+    assert "private: customer asked" not in str(audit)
+
+
+def test_an_id_known_only_from_history_cannot_be_registered_again(lc, make_run):
+    job = make_run(days_ago=40)
+    job_id = job.id
+    deletion.delete_run(lc, job_id, actor="ada", reason="gone", strategy="hard")
+    lc.session.execute(delete(JobAudit).where(JobAudit.job_id == job_id))
+    lc.session.commit()
+    assert lc.session.scalar(select(LifecycleEvent.id).where(LifecycleEvent.job_id == job_id).limit(1))
+    with pytest.raises(RunConflict, match="belonged to a deleted run"):
+        register_run(lc.session, lc.settings.jobs_path, name="n", scraper="s", created_by=None, job_id=job_id)
+    assert lc.session.get(Job, job_id) is None

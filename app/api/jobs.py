@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request, url_for
@@ -18,6 +19,7 @@ from app.extensions import db, settings
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.runs import is_active, matching_text, register_run, runs_visible_to, update_run
 from app.models import JOB_STATUSES, Job, LifecycleEvent
+from app.names import NameRefused, check_visible_name
 
 _IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
 HISTORY_LIMIT = 100
@@ -35,6 +37,51 @@ def _stats_field(body: dict[str, Any]) -> dict[str, Any] | None:
     stats = body.get("stats")
     if stats is not None and not isinstance(stats, dict):
         raise ApiError(400, "stats must be a JSON object")
+    return stats
+
+
+def _visible_text(body: dict[str, Any], name: str) -> str:
+    """A required run name or scraper name that shows as itself (no bidi, zero-width or control characters)."""
+    raw = body.get(name)
+    if isinstance(raw, str):
+        try:
+            check_visible_name(raw, name)
+        except NameRefused as error:
+            raise ApiError(400, str(error)) from None
+    return text_field(body, name, required=True)  # type: ignore[return-value]
+
+
+# orjson reads integers from -2^63 to 2^64-1 exactly and writes the same range; one outside it
+# arrives as a float (18446744073709551616 → 1.8446744073709552e19), silently inexact.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _refuse_inexact_integers(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse stats holding an integer orjson cannot keep exact; every other number passes as sent."""
+    pending: list[Any] = [stats]
+    suspect = False
+    while pending and not suspect:  # a loop, not recursion: stats may nest deeply
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+            suspect = True
+    if not suspect:
+        return stats
+    # A float this large is either an overflowed integer or a genuine float such as 1e20: the text tells.
+
+    def exact(digits: str) -> int:
+        number = int(digits)
+        if not _INT_MIN <= number <= _INT_MAX:
+            raise ApiError(400, "stats integers must lie between -2^63 and 2^64-1; send larger ones as strings")
+        return number
+
+    try:
+        json.loads(request.get_data(), parse_int=exact)
+    except (RecursionError, ValueError):
+        raise ApiError(400, "stats could not be read exactly") from None
     return stats
 
 
@@ -58,12 +105,12 @@ def create_job() -> Any:
     job = register_run(
         db.session,
         settings().jobs_path,
-        name=text_field(body, "name", required=True),  # type: ignore[arg-type]
-        scraper=text_field(body, "scraper", required=True),  # type: ignore[arg-type]
+        name=_visible_text(body, "name"),
+        scraper=_visible_text(body, "scraper"),
         created_by=user.id,
         job_id=job_id_param(body["id"]) if body.get("id") is not None else None,
         status=status,
-        stats=_stats_field(body),
+        stats=_refuse_inexact_integers(_stats_field(body)),
         **stamps,
     )
     return job_json(job), 201, {"Location": url_for("api.get_job", job_id=str(job.id))}
@@ -126,5 +173,5 @@ def patch_job(job_id: str) -> Any:
     status = body.get("status")
     if status is not None and (not isinstance(status, str) or status not in JOB_STATUSES):
         raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}")
-    update_run(db.session, settings().jobs_path, job, status=status, stats=_stats_field(body))
+    update_run(db.session, settings().jobs_path, job, status=status, stats=_refuse_inexact_integers(_stats_field(body)))
     return job_json(job)

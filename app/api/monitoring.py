@@ -57,6 +57,12 @@ def get_task(task_id: str) -> Any:
     return body
 
 
+def _admins_only(what: str) -> None:
+    """Refuse a member: storage figures and alerts are the whole site's (every user's runs, the disk)."""
+    if not current_user().is_admin:
+        raise ApiError(403, f"only admins see {what}: they cover every user's runs and the disk")
+
+
 def _owned(query: Any, job_id_column: Any) -> Any:
     user = current_user()
     if user.is_admin:
@@ -139,6 +145,7 @@ def storage_stats() -> Any:
     others go on answering the figures they have until the new ones are in, so no request
     waits for a recount but the one making it.
     """
+    _admins_only("storage figures")
     connection = redis_connection()
     try:
         cached = connection.get(STATS_CACHE_KEY)
@@ -177,6 +184,7 @@ def _compute_storage_stats() -> dict[str, Any]:
 @documented(ok=(200, "Page[Snapshot]"), query=("limit", "offset", "start_date", "end_date"))
 def storage_trend() -> Any:
     """Storage snapshots over time (oldest first), for charts: ``start_date``/``end_date``, ``limit``."""
+    _admins_only("storage figures")
     args = request.args
     limit, offset = pagination(args)
     query = select(StorageSnapshot)
@@ -192,6 +200,7 @@ def storage_trend() -> Any:
 @documented(ok=(200, "Page[Alert]"), query=("limit", "offset"))
 def list_alerts() -> Any:
     """Open alerts and those resolved in the last 7 days, newest first."""
+    _admins_only("alerts")
     limit, offset = pagination(request.args)
     recent = utcnow() - timedelta(days=7)
     query = select(Alert).where(Alert.resolved_at.is_(None) | (Alert.resolved_at >= recent))

@@ -97,7 +97,8 @@ def _soft_delete(lc: Lifecycle, job: Job, record: Attempt, *, actor: str, reason
         return outcome
 
     source = job.archive_path
-    assert source is not None and job.archive_sha256 is not None
+    if source is None or job.archive_sha256 is None:  # not an assert: `python -O` would skip the check
+        raise RuntimeError(f"run {job.id} is archived but its row has no archive path or checksum")
     # A restored working copy goes with the run, unless it holds what the archive does not (an
     # analyst's notes): then the deletion stops before anything moved (FolderKept).
     working_copy = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)

@@ -122,7 +122,7 @@ def escape_name(native: str) -> str:
 
 def _unescape_one(match: re.Match[str]) -> str:
     token = match.group()
-    if token == "\\":
+    if token == "\\":  # noqa: S105 (an escape sequence, not a password)
         raise ValueError("a lone backslash: write a backslash in a name as \\\\")
     if token in _UNNAMED:
         return _UNNAMED[token]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.lifecycle.disk import folder_size
 from app.lifecycle.errors import RuleViolation, RunConflict
 from app.lifecycle.naming import find_run_folder, folder_name_for, run_folder_path
-from app.models import FINISHED_STATUSES, JOB_STATUSES, Job, utcnow
+from app.models import FINISHED_STATUSES, JOB_STATUSES, Job, JobAudit, LifecycleEvent, utcnow
 
 # Status only moves forward: pending → running → one of the finished states.
 _STATUS_RANK = {"pending": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
@@ -64,6 +64,14 @@ def _check_timeline(status: str, created: datetime, started: datetime | None, co
         raise RuleViolation("a pending run has not started")
 
 
+def _id_was_used(session: Session, job_id: uuid.UUID) -> bool:
+    """Tell whether a run ever had this id: its audit or its history outlives the row (both indexed)."""
+    for column in (JobAudit.job_id, LifecycleEvent.job_id):
+        if session.scalar(select(column).where(column == job_id).limit(1)) is not None:
+            return True
+    return False
+
+
 def register_run(
     session: Session,
     jobs_root: Path,
@@ -84,6 +92,9 @@ def register_run(
     job_id = job_id or uuid.uuid4()
     if session.get(Job, job_id) is not None:
         raise RunConflict(f"a run with id {job_id} already exists")
+    if _id_was_used(session, job_id):
+        # A deleted run's history and audit stay under its id: a new run taking it would read them.
+        raise RunConflict(f"the id {job_id} belonged to a deleted run and cannot be reused")
     created_at = created_at or utcnow()
     if status != "pending" and started_at is None:
         started_at = created_at

@@ -233,7 +233,7 @@ def manifest_from_tar(stream: BinaryIO) -> list[Member]:
                 kind = _kind(tarinfo)
                 if kind == "file":
                     source = tar.extractfile(tarinfo)
-                    assert source is not None
+                    assert source is not None  # noqa: S101 (for the type checker: a regular file always has a reader)
                     digest = hashlib.sha256()
                     while chunk := source.read(STREAM_BLOCK):
                         digest.update(chunk)
@@ -276,7 +276,7 @@ def extract_tar(
                     raise HostileArchive(f"refused '{escape_name(tarinfo.name)}': {why}")
                 safe = tarfile.data_filter(tarinfo, dest_text)
                 _check_member(tarinfo, member)
-                assert member is not None
+                assert member is not None  # noqa: S101 (for the type checker: _check_member refused None)
                 parts = PurePosixPath(safe.name).parts
                 if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
                     raise HostileArchive(f"refused '{escape_name(tarinfo.name)}': it lies beneath a link")

@@ -21,6 +21,9 @@ CHART_DAYS = 30
 
 @bp.get("/storage")
 def storage() -> Any:
+    """Storage figures and alerts, for admins: both cover every user's runs and the disk."""
+    if not web_user().is_admin:
+        raise Refused(403, "only admins see the storage figures and alerts")
     now = utcnow()
     stats = storage_stats(db.session, settings().scraper_data_path)
     days = daily_activity(db.session, CHART_DAYS, now)
