@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ from app.lifecycle.runs import is_active, is_archived
 from app.models import Alert, Job, LifecycleEvent, StorageSnapshot, utcnow
 
 
-def storage_stats(session: Session, data_path: Path) -> dict[str, Any]:
-    """Runs and bytes per tier, compression saved, the archive success rate (30 days) and the disk."""
+def storage_stats(session: Session, data_path: Path, owner: uuid.UUID | None = None) -> dict[str, Any]:
+    """Runs and bytes per tier, compression saved, the archive success rate (30 days) and the disk.
+
+    With ``owner``, the figures of that user's runs only, and no disk (it holds everyone's runs).
+    """
     tiers = {
         "active": (is_active(), Job.size_bytes),
         "archived": (is_archived(), Job.archive_size_bytes),
@@ -30,18 +34,16 @@ def storage_stats(session: Session, data_path: Path) -> dict[str, Any]:
     ]
     columns.append(func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0))
     # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
-    figures = [int(value or 0) for value in session.execute(select(*columns)).one()]
+    runs = select(*columns) if owner is None else select(*columns).where(Job.created_by == owner)
+    figures = [int(value or 0) for value in session.execute(runs).one()]
     by_tier = {name: {"runs": figures[2 * i], "bytes": figures[2 * i + 1]} for i, name in enumerate(tiers)}
     archived_original, archived_compressed = figures[-1], by_tier["archived"]["bytes"]
     since = utcnow() - timedelta(days=30)
-    succeeded, failed = session.execute(
-        select(
-            func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
-        ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
-    ).one()
-    succeeded, failed = int(succeeded), int(failed)
-    usage = shutil.disk_usage(data_path)
+    attempts = select(
+        func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),
+        func.coalesce(func.sum(case((LifecycleEvent.outcome == "failed", 1), else_=0)), 0),
+    ).where(LifecycleEvent.action == "archive", LifecycleEvent.started_at >= since)
+    succeeded, failed = (int(value) for value in session.execute(owned_events(attempts, owner)).one())
     return {
         "tiers": by_tier,
         "compression": {
@@ -56,15 +58,26 @@ def storage_stats(session: Session, data_path: Path) -> dict[str, Any]:
             "failed": int(failed),
             "rate": succeeded / (succeeded + failed) if succeeded + failed else None,
         },
-        "disk": {
-            "total_bytes": usage.total,
-            "free_bytes": usage.free,
-            "used_percent": 100 * (1 - usage.free / usage.total),
-        },
+        "disk": disk_figures(data_path) if owner is None else None,
     }
 
 
-def daily_activity(session: Session, days: int, now: datetime) -> list[dict[str, Any]]:
+def disk_figures(data_path: Path) -> dict[str, Any]:
+    usage = shutil.disk_usage(data_path)
+    return {"total_bytes": usage.total, "free_bytes": usage.free, "used_percent": 100 * (1 - usage.free / usage.total)}
+
+
+def owned_events(query: Any, owner: uuid.UUID | None) -> Any:
+    """Narrow a SELECT over lifecycle events to the runs of ``owner`` (all, without one).
+
+    Events of a hard-deleted run no longer have its owner: they count for admins only.
+    """
+    if owner is None:
+        return query
+    return query.join(Job, Job.id == LifecycleEvent.job_id).where(Job.created_by == owner)
+
+
+def daily_activity(session: Session, days: int, now: datetime, owner: uuid.UUID | None = None) -> list[dict[str, Any]]:
     """Per UTC day of the last ``days``: archives that succeeded and failed, the bytes they took in
     and wrote, and the runs deleted and purged. Grouped in the database; days without events are 0."""
     first = (now - timedelta(days=days - 1)).date()
@@ -78,7 +91,7 @@ def daily_activity(session: Session, days: int, now: datetime) -> list[dict[str,
     def total(condition: Any, column: Any) -> Any:
         return func.coalesce(func.sum(case((condition, column), else_=0)), 0)
 
-    rows = session.execute(
+    per_day = (
         select(
             day,
             count(archive & succeeded),
@@ -90,7 +103,8 @@ def daily_activity(session: Session, days: int, now: datetime) -> list[dict[str,
         )
         .where(LifecycleEvent.started_at >= datetime(first.year, first.month, first.day, tzinfo=now.tzinfo))
         .group_by(day)
-    ).all()
+    )
+    rows = session.execute(owned_events(per_day, owner)).all()
     found = {_as_date(row[0]): [int(value or 0) for value in row[1:]] for row in rows}
     keys = ("archived", "archive_failed", "original_bytes", "archived_bytes", "deleted", "purged")
     return [

@@ -29,8 +29,8 @@ ROUTES = [
     ("get", "/api/scraper/alerts", None),
 ]
 RUN_ROUTES = [r for r in ROUTES if "{id}" in r[1] or "{active}" in r[1] or "{task}" in r[1]]
-# The whole site's figures and alerts: a member is refused (issue 10, point 7).
-ADMIN_ROUTES = [r for r in ROUTES if r[1].startswith(("/api/scraper/storage/", "/api/scraper/alerts"))]
+# The whole site's trend and alerts: a member is refused (issue 10, point 7); their figures are their own.
+ADMIN_ROUTES = [r for r in ROUTES if r[1].startswith(("/api/scraper/storage/trend", "/api/scraper/alerts"))]
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_owner_may_use_every_route(member, world, method, path, body):
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
-def test_members_are_refused_the_sites_figures_and_alerts(member, world, method, path, body):
+def test_members_are_refused_the_sites_trend_and_alerts(member, world, method, path, body):
     response = call(member, method, path, body, world)
     assert response.status_code == 403 and response.json["error"]["code"] == "forbidden"
 

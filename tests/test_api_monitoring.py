@@ -164,17 +164,21 @@ def test_event_counts_stop_at_the_cap(admin, lc, monkeypatch):
     assert exact["total"] == 0 and "total_capped" not in exact
 
 
-def test_storage_figures_and_alerts_are_for_admins_only(member, admin, lc, make_run):
-    # Every figure sums the whole site (every user's runs, the disk, snapshots that have no owner).
-    job = make_run(days_ago=40, owner=admin.user.id)
-    archival.archive_run(lc, job.id, actor="scheduler")
+def test_members_see_their_own_storage_figures_and_no_alerts(member, admin, lc, make_run):
+    # The site's figures sum every user's runs, the disk and snapshots that have no owner.
+    theirs = make_run({"a.txt": "x" * 1000}, days_ago=40, owner=admin.user.id)
+    archival.archive_run(lc, theirs.id, actor="scheduler")
+    own = make_run({"b.txt": "y" * 300}, days_ago=2, owner=member.user.id)
     lc.session.add(Alert(kind="disk_usage", severity="critical", message="disk /srv/agar 97 % full"))
     lc.session.commit()
-    for path, what in (
-        ("/api/scraper/storage/stats", "storage figures"),
-        ("/api/scraper/storage/trend", "storage figures"),
-        ("/api/scraper/alerts", "alerts"),
-    ):
+    mine = member.get("/api/scraper/storage/stats").json
+    assert mine["tiers"]["active"] == {"runs": 1, "bytes": archival.load_run(lc, own.id).size_bytes or 0}
+    assert mine["tiers"]["archived"]["runs"] == 0 and mine["disk"] is None
+    assert mine["archive_success_rate"]["succeeded"] == 0  # the admin's archival is not theirs
+    site = admin.get("/api/scraper/storage/stats").json
+    assert site["tiers"]["archived"]["runs"] == 1 and site["disk"]["total_bytes"] > 0
+    assert site["archive_success_rate"]["succeeded"] == 1
+    for path, what in (("/api/scraper/storage/trend", "storage figures"), ("/api/scraper/alerts", "alerts")):
         refused = member.get(path)
         assert refused.status_code == 403
         assert refused.json == {
@@ -184,23 +188,26 @@ def test_storage_figures_and_alerts_are_for_admins_only(member, admin, lc, make_
             }
         }
         assert admin.get(path).status_code == 200
-    assert admin.get("/api/scraper/storage/stats").json["tiers"]["archived"]["runs"] == 1
     assert admin.get("/api/scraper/alerts").json["items"][0]["message"] == "disk /srv/agar 97 % full"
 
 
-def test_the_storage_page_and_the_alert_count_are_for_admins_only(app, member, admin, lc):
+def test_the_storage_page_shows_members_their_runs_and_alerts_to_admins_only(app, member, admin, lc, make_run):
     from tests.test_web import Browser
 
+    job = make_run(days_ago=40, owner=admin.user.id)
+    archival.archive_run(lc, job.id, actor="scheduler")
     lc.session.add(Alert(kind="disk_usage", severity="critical", message="disk /srv/agar 97 % full"))
     lc.session.commit()
     as_member = Browser(app.test_client())
     assert as_member.login("max").status_code == 302
-    refused = as_member.get("/storage")
-    assert refused.status_code == 403 and "only admins see the storage figures and alerts" in refused.text
-    assert "/srv/agar" not in refused.text
+    page = as_member.get("/storage")
+    assert page.status_code == 200 and "of your runs" in page.text
+    assert "/srv/agar" not in page.text and "% used" not in page.text and "Storage check" not in page.text
+    assert '<span class="sub">Archived</span><strong>0 B</strong><span class="sub">0 runs</span>' in page.text
     runs = as_member.get("/runs").text
-    assert "open alerts" not in runs and 'href="/storage"' not in runs
+    assert "open alerts" not in runs
     as_admin = Browser(app.test_client())
     assert as_admin.login("ada").status_code == 302
     assert '<span class="count alarm" title="open alerts">1 alert</span>' in as_admin.get("/runs").text
-    assert "disk /srv/agar 97 % full" in as_admin.get("/storage").text
+    site = as_admin.get("/storage").text
+    assert "disk /srv/agar 97 % full" in site and "% used" in site and '<span class="sub">1 runs</span>' in site

@@ -139,13 +139,17 @@ def list_events() -> Any:
 def storage_stats() -> Any:
     """Usage by tier, compression savings, the archive success rate over 30 days, and the disk.
 
+    Admins get the site's figures; a member those of their own runs, with ``disk`` null.
+
     Summing a tier reads every row of it (most runs, over time, are purged: about a second at a
     million runs), so the figures are shared through Redis and ``as_of`` says when they were
     made. They are remade once STATS_TTL seconds old, by one request alone (a Redis lock): the
     others go on answering the figures they have until the new ones are in, so no request
     waits for a recount but the one making it.
     """
-    _admins_only("storage figures")
+    user = current_user()
+    if not user.is_admin:  # their own runs' figures: no disk (it holds everyone's), not shared in the cache
+        return {"as_of": iso(utcnow()), **compute_storage_stats(db.session, settings().scraper_data_path, user.id)}
     connection = redis_connection()
     try:
         cached = connection.get(STATS_CACHE_KEY)

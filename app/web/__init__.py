@@ -64,8 +64,9 @@ def security_headers(response: Response) -> Response:
 
 @bp.context_processor
 def open_alerts() -> dict[str, Any]:
-    """How many alerts are open: every page shows it next to Storage, where they are listed."""
-    if g.get("web_user") is None:
+    """How many alerts are open: every admin's page shows it next to Storage, where they are listed."""
+    user = g.get("web_user")
+    if user is None or not user.is_admin:  # alerts are for admins; no query for the others
         return {"open_alerts": 0}
     return {"open_alerts": db.session.scalar(select(func.count()).where(Alert.resolved_at.is_(None))) or 0}
 

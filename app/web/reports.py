@@ -21,17 +21,21 @@ CHART_DAYS = 30
 
 @bp.get("/storage")
 def storage() -> Any:
-    """Storage figures and alerts, for admins: both cover every user's runs and the disk."""
-    if not web_user().is_admin:
-        raise Refused(403, "only admins see the storage figures and alerts")
+    """Storage figures: an admin's cover the site (the disk, its trend, alerts); a member's, their own runs."""
+    user = web_user()
+    owner = None if user.is_admin else user.id
     now = utcnow()
-    stats = storage_stats(db.session, settings().scraper_data_path)
-    days = daily_activity(db.session, CHART_DAYS, now)
-    snapshots = db.session.scalars(
-        select(StorageSnapshot)
-        .where(StorageSnapshot.taken_at >= now - timedelta(days=CHART_DAYS))
-        .order_by(StorageSnapshot.taken_at)
-    ).all()
+    stats = storage_stats(db.session, settings().scraper_data_path, owner)
+    days = daily_activity(db.session, CHART_DAYS, now, owner)
+    snapshots = (
+        db.session.scalars(
+            select(StorageSnapshot)
+            .where(StorageSnapshot.taken_at >= now - timedelta(days=CHART_DAYS))
+            .order_by(StorageSnapshot.taken_at)
+        ).all()
+        if user.is_admin  # snapshots are of the whole site
+        else []
+    )
     figures = {
         "tiers-now": charts.tiers_now(stats),
         "savings": charts.savings_per_day(days),
@@ -40,9 +44,13 @@ def storage() -> Any:
     }
     if len(snapshots) >= 2:
         figures["trend"] = charts.tiers_over_time(snapshots)
-    alerts = db.session.scalars(
-        select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.created_at.desc()).limit(50)
-    ).all()
+    alerts = (
+        db.session.scalars(
+            select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.created_at.desc()).limit(50)
+        ).all()
+        if user.is_admin
+        else []
+    )
     disk = stats["disk"]
     return render_template(
         "storage.html",
@@ -51,9 +59,9 @@ def storage() -> Any:
         figures=figures,
         snapshots=len(snapshots),
         alerts=alerts,
-        disk_alarm=disk["used_percent"] >= settings().storage_alert_percent,
+        disk_alarm=disk is not None and disk["used_percent"] >= settings().storage_alert_percent,
         threshold=settings().storage_alert_percent,
-        is_admin=web_user().is_admin,
+        is_admin=user.is_admin,
     )
 
 
