@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from flask import Flask
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth import init_auth
@@ -34,6 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, check_database: bool 
 
     app = Flask(__name__, instance_path=overrides.pop("INSTANCE_PATH", None))
     private_instance(Path(app.instance_path), sqlite=settings.database_url is None)
+    private_sqlite_file(settings.database_url)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_uri(settings, app.instance_path),
         SQLALCHEMY_ENGINE_OPTIONS=dict(ENGINE_OPTIONS),  # Flask-SQLAlchemy adds to it
@@ -91,6 +93,21 @@ def private_instance(folder: Path, *, sqlite: bool) -> None:
     for path in (folder, *(folder / name for name in ("agar.db", "secret_key", "first-admin.txt"))):
         if path.exists() and path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o077:
             path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def private_sqlite_file(url: str | None) -> None:
+    """A SQLite file named by DATABASE_URL is the owner's alone too (0600), made so if it is new."""
+    if url is None or not url.startswith("sqlite"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # the start-up check says so, naming DATABASE_URL
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def prepare_storage(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from flask import Blueprint, request
 from rq import Queue, Worker
 from sqlalchemy import text
 
-from app.auth.users import caller_for_token
+from app.auth.users import bearer_caller
 from app.extensions import db, redis_connection, settings
 from app.schedule import HEARTBEAT_MISSED_POLLS, POLL_SECONDS, QUEUE_NAME, last_heartbeat
 
@@ -94,8 +94,5 @@ def healthz() -> Any:
 
 def _admin_asks() -> bool:
     """Tell whether the request carries an admin's API token: only an admin sees the checks' details."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
-    caller = caller_for_token(db.session, token.strip())
+    caller = bearer_caller(db.session, request.headers.get("Authorization"))
     return caller is not None and caller.is_admin

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import func, select
 
+from app.auth.users import bearer_caller
 from app.extensions import db, redis_connection, settings
 from app.lifecycle.verification import has_stored_archive
 from app.models import VERIFY_OUTCOMES, Alert, Job, LifecycleEvent, utcnow
@@ -82,6 +83,19 @@ def _escape(value: str) -> str:
 
 @bp.get("/metrics")
 def metrics() -> Any:
+    """The figures, for an admin's API token (a Prometheus scrape job's ``authorization`` credentials).
+
+    They sum every user's runs, the disk and the alerts: not for anonymous callers nor members.
+    """
+    caller = bearer_caller(db.session, request.headers.get("Authorization"))
+    if caller is None or not caller.is_admin:
+        status = 403 if caller is not None else 401
+        return Response(
+            "an admin's API token is needed: Authorization: Bearer <token>\n",
+            status=status,
+            content_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": "Bearer"} if status == 401 else {},
+        )
     out = Exposition()
     stats = storage_stats(db.session, settings().scraper_data_path)
     tiers = stats["tiers"]

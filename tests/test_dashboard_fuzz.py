@@ -51,6 +51,7 @@ EDGES = {
     "keep_forever": WORD_EDGES,
     "retain_until": DATE_EDGES,
     "unknown": TEXT_EDGES,
+    "next": [*TEXT_EDGES, "//evil.com", "/%09/evil.com", "/..//x", "/runs?tier=archived"],
 }
 
 
@@ -62,6 +63,9 @@ PAGES = {
     "/storage": ["page"],
     "/runs/{id}": ["task", "doing"],
     "/tasks/{task}": ["job", "doing"],
+    "/storage/check": ["page"],
+    "/password": ["next"],
+    "/login": ["next"],
 }
 # What each form sends; it is posted with the session's CSRF token, plain and as HTMX.
 FORMS = {

@@ -215,6 +215,20 @@ def test_an_instance_folder_left_readable_is_tightened_at_start(tmp_path, clean_
     assert modes(instance) == {"instance": 0o700, "agar.db": 0o600, "secret_key": 0o600, "first-admin.txt": 0o600}
 
 
+def test_a_sqlite_file_named_by_database_url_is_the_owners_alone_too(tmp_path, clean_env, loose_umask):
+    elsewhere = tmp_path / "db" / "agar.sqlite"
+    elsewhere.parent.mkdir()
+    config = {"DATABASE_URL": f"sqlite:///{elsewhere}", "SCRAPER_DATA_PATH": str(tmp_path / "data")}
+    app = create_app({**config, "INSTANCE_PATH": str(tmp_path / "instance")})
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+        db.engine.dispose()
+    assert elsewhere.stat().st_size > 0 and stat.S_IMODE(elsewhere.stat().st_mode) == 0o600
+    elsewhere.chmod(0o644)  # left readable by an older version: tightened at the next start
+    create_app({**config, "INSTANCE_PATH": str(tmp_path / "instance")})
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o600
+
+
 def test_the_product_code_passes_ruffs_security_rules_and_ci_runs_them():
     root = Path(__file__).parent.parent
     config = tomllib.loads((root / "pyproject.toml").read_text())

@@ -30,6 +30,9 @@ HOSTILE_NEXT = [  # raw query strings, as an attacker's link would carry them
     "/%20/evil.com",
     "/%E2%80%AE/evil.com",  # a right-to-left override
     "evil.com",
+    "/..//evil.com",
+    "/%2e%2e//evil.com",
+    "/runs/..//evil.com",
 ]
 
 
@@ -295,10 +298,21 @@ def test_bad_api_tokens_are_refused_with_429_after_fifty(app, client, redis_db, 
     refused = answers[-1]
     assert refused.json["error"]["code"] == "too_many_requests" and 1 <= int(refused.headers["Retry-After"]) <= 900
     assert list(_counters(app).values()) == [50]
-    # The address is refused even with a good token; another address is not.
-    assert client.get("/api/scraper/jobs", headers=member.headers).status_code == 429
-    elsewhere = client.get("/api/scraper/jobs", headers=member.headers, environ_base={"REMOTE_ADDR": "10.9.9.9"})
-    assert elsewhere.status_code == 200 and elsewhere.json["total"] == 0
+    # A good token from the same address (a scraper behind the same NAT) is never refused.
+    assert client.get("/api/scraper/jobs", headers=member.headers).status_code == 200
+    elsewhere = client.get("/api/scraper/jobs", headers=bad, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert elsewhere.status_code == 401  # another address has its own count
+
+
+def test_an_ipv6_host_cannot_escape_the_throttle_by_changing_its_address(make_app, redis_db):
+    app = make_app(LOGIN_FAILURES_PER_ADDRESS="3")
+    client = app.test_client()
+    bad = {"Authorization": "Bearer agar_not-a-token"}
+    answers = [
+        client.get("/api/scraper/jobs", headers=bad, environ_base={"REMOTE_ADDR": f"2001:db8::{n:x}"}).status_code
+        for n in range(1, 7)
+    ]
+    assert answers == [401, 401, 401, 429, 429, 429]  # one /64, one count
 
 
 # -- timing ------------------------------------------------------------------------------------------
@@ -323,5 +337,25 @@ def test_an_unknown_username_costs_as_much_as_a_wrong_password(make_app, redis_d
         for n in range(10):
             known.append(timed("max"))
             unknown.append(timed(f"nobody-{n}"))
-        assert statistics.median(unknown) > statistics.median(known) / 3, (known, unknown)
+        ratio = statistics.median(unknown) / statistics.median(known)
+        assert 0.5 < ratio < 2, (known, unknown)  # the same work: before, 2.8 ms against 118 ms
         assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_too_many_wrong_current_passwords_are_refused_on_the_password_page(make_app, redis_db):
+    app = make_app(LOGIN_FAILURES_PER_ADDRESS="2")
+    with app.app_context():
+        from app.auth.users import create_user
+
+        create_user(db.session, "max", PASSWORD, admin=False)
+        browser = Browser(app.test_client())
+        assert browser.login("max").status_code == 302
+        wrong = {
+            "current_password": "not it",
+            "new_password": "brand new secret",
+            "new_password_again": "brand new secret",
+        }
+        answers = [browser.post("/password", data=wrong) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [403, 403, 429]
+        assert "Too many wrong current passwords" in answers[-1].text and "Change password" in answers[-1].text
+        assert int(answers[-1].headers["Retry-After"]) >= 1

@@ -20,7 +20,7 @@ def samples(text):
     return found
 
 
-def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, lc, make_run, redis_db):
+def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc, make_run, redis_db):
     active = make_run(days_ago=1)
     archived = make_run(days_ago=10)
     archival.archive_run(lc, archived.id, actor="test")
@@ -30,7 +30,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, lc, make_
     lc.session.add(Alert(kind="disk_full", severity="warning", message="x"))
     lc.session.commit()
     tasks.enqueue(tasks.archive_job, str(active.id), "test")
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=admin.headers)
     assert response.status_code == 200 and response.content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE agar_lifecycle_events_total counter" in response.text
     found = samples(response.text)
@@ -45,23 +45,33 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, lc, make_
     assert found['agar_alerts_open{kind="disk_full",severity="warning"}'] == 1
     assert found["agar_redis_up"] == 1 and found['agar_tasks{queue="agar",state="queued"}'] == 1
     assert 0 < found["agar_disk_free_bytes"] <= found["agar_disk_total_bytes"]
-    assert client.post("/metrics").status_code == 405
+    assert client.post("/metrics", headers=admin.headers).status_code == 405
 
 
-def test_metrics_say_redis_is_down_instead_of_failing(client, lc, monkeypatch):
+def test_metrics_say_redis_is_down_instead_of_failing(client, admin, lc, monkeypatch):
     from app import metrics
 
     monkeypatch.setattr(metrics, "redis_connection", lambda: Redis(port=9, socket_connect_timeout=0.5))
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=admin.headers)
     assert response.status_code == 200
     found = samples(response.text)
     assert found["agar_redis_up"] == 0 and not any(key.startswith("agar_tasks") for key in found)
 
 
-def test_byte_figures_beyond_32_bits_are_written_exactly(client, lc, make_run, redis_db):
+def test_byte_figures_beyond_32_bits_are_written_exactly(client, admin, lc, make_run, redis_db):
     big = make_run(days_ago=1)
     big.size_bytes = 4_776_912_345
     lc.session.commit()
-    lines = client.get("/metrics").text.splitlines()
+    lines = client.get("/metrics", headers=admin.headers).text.splitlines()
     assert 'agar_stored_bytes{tier="active"} 4776912345' in lines
     assert 'agar_runs{tier="active"} 1' in lines
+
+
+def test_metrics_are_for_an_admins_token_only(client, admin, member):
+    """They sum every user's runs, the disk and the alerts (issue 10, point 7)."""
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert "agar_runs" not in anonymous.text
+    assert client.get("/metrics", headers=member.headers).status_code == 403
+    assert client.get("/metrics", headers={"Authorization": "Bearer agar_wrong"}).status_code == 401
+    assert client.get("/metrics", headers=admin.headers).status_code == 200

@@ -282,7 +282,7 @@ def metric_samples(text):
     return found
 
 
-def test_metrics_count_archives_by_verdict_and_the_stalest_check(client, lc, make_run, clock):
+def test_metrics_count_archives_by_verdict_and_the_stalest_check(client, admin, lc, make_run, clock):
     clock.advance(days=-3)
     never = archived_run(lc, make_run)  # archived three days ago, never verified: the stalest
     clock.advance(days=3)
@@ -292,7 +292,7 @@ def test_metrics_count_archives_by_verdict_and_the_stalest_check(client, lc, mak
     for job in (good, bad, trashed):
         verify_archive(lc, job.id, actor="test")
     make_run()  # active: no archive, not counted
-    found = metric_samples(client.get("/metrics").text)
+    found = metric_samples(client.get("/metrics", headers=admin.headers).text)
     assert found['agar_archives_verified{outcome="ok"}'] == 2
     assert found['agar_archives_verified{outcome="corrupt"}'] == 1
     assert found['agar_archives_verified{outcome="missing"}'] == 0

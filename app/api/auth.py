@@ -15,21 +15,35 @@ from app.api import bp
 from app.api.errors import ApiError
 from app.auth.sessions import caller_of_session
 from app.auth.throttle import token_limits
-from app.auth.users import Caller, caller_for_token
+from app.auth.users import Caller, bearer_caller
 from app.extensions import db
 from app.models import Job
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# Guessing tokens: an address whose calls failed authentication too often gets 429 (Retry-After),
-# checked before the token is looked up.
-token_limits(bp)
+
+
+def credentials() -> Caller | None:
+    """Who the request's token or session names (looked up once per request), or None."""
+    # Kept with the request itself: ``g`` can outlive a request (an app context pushed around it).
+    if "agar.credentials" not in request.environ:
+        header = request.headers.get("Authorization", "")
+        if not header and session.get("user_id"):
+            request.environ["agar.credentials"] = caller_of_session(session, db.session)
+        else:
+            request.environ["agar.credentials"] = bearer_caller(db.session, header)
+    return request.environ["agar.credentials"]
+
+
+# Guessing tokens: an address whose calls failed authentication too often gets 429 (Retry-After);
+# a call with a valid token or session is never refused by it.
+token_limits(bp, lambda: credentials() is not None)
 
 
 @bp.before_request
 def authenticate() -> None:
     header = request.headers.get("Authorization", "")
     if not header and session.get("user_id"):
-        caller = caller_of_session(session, db.session)
+        caller = credentials()
         if caller is not None:
             if request.method not in SAFE_METHODS:
                 try:
@@ -43,7 +57,7 @@ def authenticate() -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "send an API token: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
-    user = caller_for_token(db.session, token.strip())
+    user = credentials()
     if user is None:
         raise ApiError(401, "the API token is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     g.user = user

@@ -210,6 +210,8 @@ ERRORS = {
     "413": "body too large",
     "415": "body is not JSON",
     "422": "well-formed but breaks a rule (timestamps out of order, …)",
+    "429": "too many failed authentications from this address (see Retry-After)",
+    "503": "Redis (the queue, the locks) is unavailable; retry later",
 }
 
 

@@ -10,6 +10,8 @@ are answered before any password is hashed, which also caps the CPU a guesser ca
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +22,28 @@ from flask_limiter.util import get_remote_address
 
 from app.config import Settings
 
+log = logging.getLogger("agar.auth")
+
+
+def _address_block() -> str:
+    """The client's address as a throttle keys it: an IPv4 address, or an IPv6 address's /64.
+
+    One IPv6 host is handed a whole /64: keyed on the full address, it could guess without end.
+    """
+    address = get_remote_address()  # ProxyFix puts the client's address there
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 host a.b.c.d
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 limiter = Limiter(
-    key_func=lambda: _deployment_key(get_remote_address()),  # ProxyFix puts the client's address there
+    key_func=lambda: _deployment_key(_address_block()),
     headers_enabled=False,  # Retry-After is set on the 429 alone: no extra Redis call on every answer
     strategy="fixed-window",
 )
@@ -62,7 +84,9 @@ def _failed(*statuses: int) -> Callable[[Response], bool]:
 
 
 def _retry_after(limit: RequestLimit) -> int:
-    return max(1, int(limit.reset_at - time.time()))
+    wait = max(1, int(limit.reset_at - time.time()))
+    log.warning("throttled %s %s from %s for %d s", request.method, request.path, _address_block(), wait)
+    return wait
 
 
 def _login_refused(limit: RequestLimit) -> Response:
@@ -92,12 +116,26 @@ def login_limits(view: Any) -> Any:
 
 def password_change_limits(view: Any) -> Any:
     """Throttle wrong current passwords (403) on the change-password form per client address."""
-    return limiter.limit(_per_address, methods=["POST"], deduct_when=_failed(403), on_breach=_login_refused)(view)
+    return limiter.limit(_per_address, methods=["POST"], deduct_when=_failed(403), on_breach=_password_refused)(view)
 
 
-def token_limits(blueprint: Any) -> None:
-    """Throttle the API's failed authentications (401: a bad or missing token) per client address."""
-    limiter.limit(_per_address, deduct_when=_failed(401), on_breach=_token_refused)(blueprint)
+def _password_refused(limit: RequestLimit) -> Response:
+    wait = _retry_after(limit)
+    message = f"Too many wrong current passwords. Try again in {-(-wait // 60)} minute{'s' if wait > 60 else ''}."
+    response = make_response(render_template("password.html", error=message), 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def token_limits(blueprint: Any, authenticated: Callable[[], bool]) -> None:
+    """Throttle the API's failed authentications (401: a bad or missing token) per client address.
+
+    A call that ``authenticated`` is never refused: junk from an address shared with honest
+    scrapers (a NAT, a proxy) locks out the guessing, not the scrapers.
+    """
+    limiter.limit(_per_address, deduct_when=_failed(401), on_breach=_token_refused, exempt_when=authenticated)(
+        blueprint
+    )
 
 
 def init_throttle(app: Flask) -> None:
@@ -109,7 +147,10 @@ def init_throttle(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 2, "socket_timeout": 10})
     # Redis down must not take every API read down with it: the counters go on in this process's
     # memory until Redis answers again (Flask-Limiter checks it now and then, not on every request).
+    # Other errors are not swallowed: a throttle that fails quietly would be no throttle at all.
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.extensions["agar.throttle"] = "agar-" + hashlib.sha256(app.instance_path.encode()).hexdigest()[:12]
     limiter.init_app(app)
+    # A new app starts on its own storage: Flask-Limiter keeps "storage down" on the one Limiter
+    # and init_app does not clear it (only a test process builds apps on several Redis servers).
+    limiter._storage_dead = False

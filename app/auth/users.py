@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import uuid
@@ -21,6 +22,8 @@ from app.ttl_cache import TTLCache
 # Actor names the product writes itself; no user may take them.
 RESERVED_USERNAMES = frozenset({"scheduler", "system", "reconcile"})
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+log = logging.getLogger("agar.auth")
 
 
 class UserError(ValueError):
@@ -103,12 +106,14 @@ def set_password(session: Session, user: User, password: str) -> None:
     user.password_hash = generate_password_hash(password)
     user.session_epoch = User.session_epoch + 1  # in SQL: two logouts at once both count
     session.commit()
+    log.info("password changed for %s; every session of theirs ended", user.username)
 
 
 def end_sessions(session: Session, user: User) -> None:
     """End every dashboard session of the user (a logout): their cookies no longer log anyone in."""
     user.session_epoch = User.session_epoch + 1
     session.commit()
+    log.info("%s logged out: every session of theirs ended", user.username)
 
 
 def rotate_token(session: Session, user: User) -> str:
@@ -145,6 +150,14 @@ def caller_for_token(session: Session, token: str) -> Caller | None:
         caller = Caller.of(user)
         TOKENS.put(digest, caller)
     return caller
+
+
+def bearer_caller(session: Session, authorization: str | None) -> Caller | None:
+    """Who an ``Authorization: Bearer <token>`` header names, or None (no header, another scheme, unknown)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return caller_for_token(session, token.strip())
 
 
 @functools.cache

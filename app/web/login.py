@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
@@ -31,6 +31,11 @@ def safe_next(target: str | None) -> str:
         return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
+        return fallback
+    # No dot segments nor empty ones, encoded or not: a browser resolves "/..//evil.com" to the
+    # path "//evil.com", one step from another site's address. Our own links never have them.
+    path = unquote(parts.path)
+    if "//" in path or any(segment in (".", "..") for segment in path.split("/")):
         return fallback
     return target
 
