@@ -11,7 +11,7 @@ from flask import g, request, session
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError
 
-from app.api import bp
+from app.api import bp, read_without_transaction
 from app.api.errors import ApiError
 from app.auth.sessions import caller_of_session
 from app.auth.throttle import token_limits
@@ -26,6 +26,7 @@ def credentials() -> Caller | None:
     """Who the request's token or session names (looked up once per request), or None."""
     # Kept with the request itself: ``g`` can outlive a request (an app context pushed around it).
     if "agar.credentials" not in request.environ:
+        read_without_transaction()  # the throttle asks before the blueprint's own hooks have run
         header = request.headers.get("Authorization", "")
         if not header and session.get("user_id"):
             request.environ["agar.credentials"] = caller_of_session(session, db.session)
