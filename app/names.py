@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 # Control (Cc: C0, DEL, C1), format (Cf: bidi overrides and isolates U+202A-U+202E, U+2066-U+2069,
 # zero-width U+200B-U+200D, U+2060, U+FEFF, marks), lone surrogates (Cs) and line or paragraph
@@ -22,3 +23,14 @@ def check_visible_name(value: str, field: str) -> None:
                 f"{field} must not contain control, bidi or zero-width characters "
                 f"(U+{ord(character):04X} at position {position})"
             )
+
+
+def field_with_nul(fields: Iterable[tuple[str, str]]) -> str | None:
+    """The (printable) name of the first field whose name or value holds a NUL byte, or None.
+
+    PostgreSQL text cannot hold one (psycopg raises): every door refuses it with its own 400.
+    """
+    for name, value in fields:
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "")[:40]
+    return None

@@ -13,6 +13,7 @@ from flask import request
 from app.api import bp
 from app.api.errors import ApiError
 from app.lifecycle.naming import BadJobId, parse_job_id
+from app.names import field_with_nul
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -29,9 +30,8 @@ MAX_JSON_DEPTH = 32
 @bp.before_request
 def refuse_unstorable_query() -> None:
     """Refuse a NUL byte in the query: PostgreSQL text cannot hold one (psycopg raises)."""
-    for name, value in request.args.items(multi=True):
-        if "\x00" in name or "\x00" in value:
-            raise ApiError(400, f"query parameter {name.replace(chr(0), '')[:40]!r} must not contain a NUL byte")
+    if (name := field_with_nul(request.args.items(multi=True))) is not None:
+        raise ApiError(400, f"query parameter {name!r} must not contain a NUL byte")
 
 
 def job_id_param(value: str) -> uuid.UUID:

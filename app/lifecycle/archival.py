@@ -453,9 +453,16 @@ def expire_restore(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str 
         return outcome
 
 
+def archive_intact(lc: Lifecycle, job: Job, *, deep: bool = True) -> bool:
+    """The run's archive is there as recorded: its SHA-256 read through, or (not ``deep``) its size."""
+    key = job.archive_path
+    if not key or not lc.store.exists(key):
+        return False
+    if not deep:
+        return lc.store.size(key) == job.archive_size_bytes
+    return lc.store.sha256(key) == job.archive_sha256
+
+
 def archive_present(lc: Lifecycle, job: Job) -> bool:
     """The run's archive is in the store at its recorded size, and no check found it corrupt or missing."""
-    key = job.archive_path
-    if not key or job.verify_outcome in ("corrupt", "missing") or not lc.store.exists(key):
-        return False
-    return lc.store.size(key) == job.archive_size_bytes
+    return job.verify_outcome not in ("corrupt", "missing") and archive_intact(lc, job, deep=False)

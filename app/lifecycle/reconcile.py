@@ -25,6 +25,7 @@ from app.lifecycle.archival import (
     RESTORE_SUFFIX,
     SET_ASIDE_SUFFIX,
     adopt_archive,
+    archive_intact,
     folder_name_of,
     load_run,
     manifest_of,
@@ -98,16 +99,6 @@ def _job_id_of(name: str) -> uuid.UUID | None:
 def _hard_deleted(lc: Lifecycle, job_id: uuid.UUID) -> bool:
     audit = select(JobAudit.id).where(JobAudit.job_id == job_id, JobAudit.strategy == "hard").limit(1)
     return lc.session.scalar(audit) is not None
-
-
-def _archive_intact(lc: Lifecycle, job: Job, *, deep: bool = True) -> bool:
-    """The run's archive is there as recorded: its SHA-256 read through, or (not ``deep``) its size."""
-    key = job.archive_path
-    if not key or not lc.store.exists(key):
-        return False
-    if not deep:
-        return lc.store.size(key) == job.archive_size_bytes
-    return lc.store.sha256(key) == job.archive_sha256
 
 
 def reconcile(
@@ -274,7 +265,7 @@ def _archive_file_of(p: _Pass, job: Job, key: str) -> None:
         )
         return
     if lc.store.exists(recorded):
-        if _archive_intact(lc, job, deep=p.deep):
+        if archive_intact(lc, job, deep=p.deep):
             p.fix(
                 f"remove leftover copy {key}; {recorded} is intact",
                 f"removed leftover copy {key}; {recorded} is intact",
@@ -336,7 +327,7 @@ def _run_folder_of(p: _Pass, job_id: uuid.UUID, folder: Path) -> None:
         return  # a live working copy
     # An archived, trashed or purged run whose folder is still here: archival or expiry crashed
     # before removing it, or a restore crashed before recording it.
-    if job.purged_at is None and _archive_intact(lc, job, deep=p.deep):
+    if job.purged_at is None and archive_intact(lc, job, deep=p.deep):
         _remove_archived_folder(p, job, folder)
         return
     if job.deleted_at is None:

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, ForwardReader, TarSink
 from app.lifecycle.naming import escape_name, safe_member_path
+from app.lifecycle.store import file_sha256
 
 # Where a verification "extracts": nothing can exist beneath a device file, so the data filter's
 # path checks stay lexical and nothing is ever written (extract_tar with dest=None).
@@ -339,12 +340,9 @@ def _extract_file(
 
 
 def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb", buffering=0) as handle:
-        while chunk := handle.read(STREAM_BLOCK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return file_sha256(handle)
 
 
 def folder_differences(

@@ -25,6 +25,7 @@ from app.lifecycle.errors import RunNotFound
 from app.lifecycle.naming import parse_job_id, run_folder_name
 from app.lifecycle.runs import is_active, is_archived, matching_text, runs_visible_to, tier_of
 from app.models import COUNT_CAP, FINISHED_STATUSES, ArchiveMember, Job, LifecycleEvent, User, capped_count
+from app.names import field_with_nul
 from app.web import bp, error_page, web_user
 
 PAGE_SIZE = 50
@@ -52,9 +53,8 @@ def refuse_unstorable_input() -> Any:
     if "\x00" in request.path:
         raise Refused(400, "the address must not contain a NUL byte")
     for where, fields in (("query parameter", request.args), ("form field", request.form)):
-        for name, value in fields.items(multi=True):
-            if "\x00" in name or "\x00" in value:
-                raise Refused(400, f"the {where} {name.replace(chr(0), '')[:40]!r} must not contain a NUL byte")
+        if (name := field_with_nul(fields.items(multi=True))) is not None:
+            raise Refused(400, f"the {where} {name!r} must not contain a NUL byte")
     return None
 
 
