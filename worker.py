@@ -14,13 +14,12 @@ import time
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Worker
 
 from app import ConfigError, create_app
 from app.extensions import db, redis_connection
-from app.tasks import record_failed_attempt, repair_at_worker_start
+from app.tasks import record_failed_attempt, repair_at_worker_start, task_queue
 
-QUEUES = ("agar",)
 log = logging.getLogger("agar.worker")
 
 
@@ -71,8 +70,7 @@ def run_worker(app, burst: bool = False) -> bool:  # type: ignore[no-untyped-def
             log.exception("reconcile at worker start failed")
         else:
             log.info("at start: %s", {key: value for key, value in repairs.items() if value})
-    queues = [Queue(name, connection=connection) for name in QUEUES]
-    worker = AppWorker(queues, connection=connection)
+    worker = AppWorker([task_queue(connection)], connection=connection)
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 

@@ -162,8 +162,8 @@ def register_blueprints(app: Flask) -> None:
     from app.api import bp as api_bp
     from app.api.errors import register_error_handlers
     from app.api.openapi import bp as openapi_bp
-    from app.health import bp as health_bp
-    from app.metrics import bp as metrics_bp
+    from app.monitoring.health import bp as health_bp
+    from app.monitoring.metrics import bp as metrics_bp
     from app.web import bp as web_bp
 
     csrf.exempt(api_bp)  # token-authenticated: no cookie, so nothing to forge
@@ -176,12 +176,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    from app.auth.cli import users_cli
-    from app.cli import alerts_cli, runs_cli, storage_cli
-    from app.demo_cli import demo_cli
+    from app.cli import register_commands as register_cli
 
-    app.cli.add_command(users_cli)
-    app.cli.add_command(runs_cli)
-    app.cli.add_command(demo_cli)
-    app.cli.add_command(storage_cli)
-    app.cli.add_command(alerts_cli)
+    register_cli(app)

@@ -191,7 +191,7 @@ def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
         archive_schedule=_cron(env, "ARCHIVE_SCHEDULE", "0 2 * * *"),
         cleanup_schedule=_cron(env, "CLEANUP_SCHEDULE", "0 3 * * *"),
         snapshot_schedule=_cron(env, "SNAPSHOT_SCHEDULE", "0 * * * *"),
-        alerts_schedule=_cron(env, "ALERTS_SCHEDULE", "15 * * * *"),
+        alerts_schedule=_cron(env, "ALERTS_SCHEDULE", "*/15 * * * *"),
         verify_schedule=_cron(env, "VERIFY_SCHEDULE", "0 4 * * 0"),
         verify_max_bytes_per_run=_int(env, "VERIFY_MAX_BYTES_PER_RUN", VERIFY_MAX_BYTES_DEFAULT, minimum=1),
         archive_batch_size=_int(env, "ARCHIVE_BATCH_SIZE", 100, minimum=1, maximum=10_000),

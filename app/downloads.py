@@ -9,8 +9,7 @@ from flask import request, send_file, stream_with_context
 from werkzeug.http import parse_range_header
 
 from app.extensions import lifecycle
-from app.lifecycle.members import read_archive_file
-from app.lifecycle.naming import run_folder_name
+from app.lifecycle.members import archive_download_name, read_archive_file
 from app.models import Job
 
 
@@ -39,12 +38,11 @@ def archive_download(job: Job) -> Any:
     _ignore_unusable_range()
     lc = lifecycle()
     path = lc.store.path(job.archive_path)  # type: ignore[arg-type]
-    name = f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
     response = send_file(
         path,
         mimetype="application/octet-stream",
         as_attachment=True,
-        download_name=name,
+        download_name=archive_download_name(job, path),
         conditional=True,
         etag=job.archive_sha256,
         max_age=0,

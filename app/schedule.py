@@ -19,16 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 from redis import Redis
-from rq import Queue, Retry
 
 from app.config import Settings
+from app.tasks import enqueue
 
 log = logging.getLogger("agar.schedule")
 
 CLAIM_TTL = timedelta(days=8)
-SNAPSHOT_SCHEDULE = "0 * * * *"  # storage snapshots, hourly (SPEC §4)
-ALERTS_SCHEDULE = "*/15 * * * *"  # the alert check: a filling disk is seen within a quarter of an hour
-QUEUE_NAME = "agar"
 POLL_SECONDS = 20.0
 # The scheduler's "I am alive", written at start and after every poll; /healthz calls it down once
 # HEARTBEAT_MISSED_POLLS polls have passed without one. Kept a day so the last beat stays visible.
@@ -39,12 +36,13 @@ HEARTBEAT_TTL = timedelta(days=1)
 
 @dataclass(frozen=True)
 class ScheduledTask:
-    """One recurring task: a name, a cron expression (UTC) and the RQ function to enqueue."""
+    """One recurring task: a name, a cron expression (UTC), the RQ function to enqueue and its
+    timeout (a key of ``app.tasks.TIMEOUTS``)."""
 
     name: str
     cron: str
     function: str
-    timeout: int = 6 * 3600
+    timeout: str = "batch"
 
 
 def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
@@ -53,8 +51,8 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
         ScheduledTask("archive", settings.archive_schedule, "app.tasks.archive_old_runs"),
         ScheduledTask("cleanup", settings.cleanup_schedule, "app.tasks.cleanup_old_runs"),
         ScheduledTask("verify", settings.verify_schedule, "app.tasks.verify_archives"),
-        ScheduledTask("snapshot", SNAPSHOT_SCHEDULE, "app.tasks.take_storage_snapshot", timeout=600),
-        ScheduledTask("alerts", ALERTS_SCHEDULE, "app.tasks.check_alerts", timeout=600),
+        ScheduledTask("snapshot", settings.snapshot_schedule, "app.tasks.take_storage_snapshot", timeout="short"),
+        ScheduledTask("alerts", settings.alerts_schedule, "app.tasks.check_alerts", timeout="short"),
     ]
 
 
@@ -77,15 +75,13 @@ def claim_and_enqueue(connection: Redis, task: ScheduledTask, moment: datetime) 
     claimed = connection.set(f"agar:schedule:{job_id}", "1", nx=True, ex=int(CLAIM_TTL.total_seconds()))
     if not claimed:
         return False
-    Queue(QUEUE_NAME, connection=connection).enqueue(
+    enqueue(
         task.function,
+        timeout=task.timeout,
         job_id=job_id,
-        job_timeout=task.timeout,
         description=f"scheduled {task.name} for {moment:%Y-%m-%d %H:%M} UTC",
-        meta={"scheduled_for": moment.isoformat(), "actor": "scheduler", "progress": 0},
-        retry=Retry(max=3, interval=[60, 300, 900]),
-        result_ttl=7 * 24 * 3600,
-        failure_ttl=30 * 24 * 3600,
+        meta={"scheduled_for": moment.isoformat(), "actor": "scheduler"},
+        connection=connection,
     )
     log.info("enqueued %s", job_id)
     return True

@@ -15,18 +15,21 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from redis import Redis
 from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.registry import StartedJobRegistry
 
 from app.extensions import db, lifecycle, redis_connection, settings
-from app.lifecycle import archival, deletion, passes, verification
+from app.lifecycle import access, archival, deletion, passes, verification
+from app.lifecycle.access import Actor
 from app.lifecycle.events import SUPERSEDED, state_token
 from app.lifecycle.naming import parse_job_id
 from app.models import utcnow
-from app.monitoring import check_alerts as check_alerts_now
-from app.monitoring import take_snapshot, webhook_notifier
+from app.monitoring.alerts import check_alerts as check_alerts_now
+from app.monitoring.alerts import webhook_notifier
+from app.monitoring.snapshots import take_snapshot
 
 QUEUE_NAME = "agar"
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -40,33 +43,51 @@ _TASK_STATES = {
     "stopped": "failed",
     "canceled": "failed",
 }
+# One retry policy and one table of timeouts for every task, whoever enqueues it (a door, the CLI,
+# the scheduler): a pass over all runs ("batch"), one run ("run"), a snapshot or a check ("short").
 RETRY = Retry(max=3, interval=[30, 120, 600])
-TIMEOUTS = {"batch": 6 * 3600, "run": 3600}
+TIMEOUTS = {"batch": 6 * 3600, "run": 3600, "short": 600}
+RESULT_TTL = 7 * 24 * 3600
+FAILURE_TTL = 30 * 24 * 3600
 INTERRUPTED_TASK = "interrupted: the worker running it stopped before it finished"
 
 
+def task_queue(connection: Redis | None = None) -> Queue:
+    """The queue every task goes on (the app's Redis unless ``connection`` is given)."""
+    return Queue(QUEUE_NAME, connection=connection if connection is not None else redis_connection())
+
+
 def enqueue(  # type: ignore[no-untyped-def]
-    function: Any, *args: Any, timeout: str = "run", job_id: str | None = None, owner: str | None = None, **kwargs: Any
+    function: Any,
+    *args: Any,
+    timeout: str = "run",
+    job_id: str | None = None,
+    owner: str | None = None,
+    description: str | None = None,
+    meta: dict[str, Any] | None = None,
+    connection: Redis | None = None,
+    **kwargs: Any,
 ):
     """Put a task on the queue with our retry policy and timeout; return the RQ job.
 
-    ``owner`` (a user id) is kept in the task's meta so the API shows a member only their tasks.
+    ``owner`` (a user id) is kept in the task's meta so the API shows a member only their tasks;
+    ``meta`` adds to it (the scheduler's ``scheduled_for``). ``function`` may be an import path.
     """
-    queue = Queue(QUEUE_NAME, connection=redis_connection())
-    return queue.enqueue(
+    return task_queue(connection).enqueue(
         function,
         args=args,
         kwargs=kwargs,
         job_id=job_id,
         job_timeout=TIMEOUTS[timeout],
         retry=RETRY,
-        result_ttl=7 * 24 * 3600,
-        failure_ttl=30 * 24 * 3600,
-        meta={"progress": 0, "owner": owner},
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        description=description,
+        meta={"progress": 0, "owner": owner, **(meta or {})},
     )
 
 
-def task_state(task_id: str, user_id: uuid.UUID, is_admin: bool) -> dict[str, Any] | None:
+def task_state(task_id: str, actor: Actor) -> dict[str, Any] | None:
     """State, progress (0-100) and result or error of a task the user may see; None if there is none.
 
     Members see only the tasks they started; ``task_id`` must already match ``TASK_ID``.
@@ -75,7 +96,7 @@ def task_state(task_id: str, user_id: uuid.UUID, is_admin: bool) -> dict[str, An
         task = RQJob.fetch(task_id, connection=redis_connection())
     except NoSuchJobError:
         return None
-    if not is_admin and task.meta.get("owner") != str(user_id):
+    if not access.owns(actor, task.meta.get("owner")):
         return None
     status = _TASK_STATES.get(task.get_status(refresh=False) or "queued", "queued")
     if status == "started" and _worker_gone(task.connection, task.worker_name):
@@ -271,17 +292,17 @@ def _act_on_run(operation: Any, job_id: str, **options: Any) -> dict:
     return progress.finish({"job_id": job_id, "outcome": outcome})
 
 
-def archive_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+def archive_run(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
     return _act_on_run(
         archival.archive_run, job_id, actor=actor, reason=reason, manual=True, expected_state=expected_state
     )
 
 
-def restore_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+def restore_run(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
     return _act_on_run(archival.restore_run, job_id, actor=actor, reason=reason, expected_state=expected_state)
 
 
-def delete_job(
+def delete_run(
     job_id: str, actor: str, reason: str, strategy: str | None = None, expected_state: str | None = None
 ) -> dict:
     return _act_on_run(

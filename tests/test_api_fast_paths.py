@@ -3,6 +3,7 @@
 - the token → user lookup is remembered a few seconds, and forgotten at once on rotation;
 - a page that is not full needs no count; large totals are remembered a few seconds; small
   ones are always counted afresh; each per caller and filters;
+- a count stops at a cap: above it ``total`` is a lower bound marked ``total_capped``;
 - deep pages: offsets stop at 10,000; ``next_cursor`` pages on through the index, with no gap
   and no repeat, whatever the page size;
 - reads run in autocommit (no transaction around them); a pooled connection that died while
@@ -165,6 +166,84 @@ def test_totals_are_remembered_per_caller_and_filters(app, member, other_member,
     assert other_member.get("/api/scraper/jobs?limit=1").json["total"] == 2
     assert admin.get("/api/scraper/jobs?limit=1").json["total"] == 5
     assert admin.get("/api/scraper/jobs?limit=1&scraper=quotes").json["total"] == 2
+
+
+def test_a_total_at_the_cap_is_exact_and_unmarked(app, member, monkeypatch):
+    monkeypatch.setattr(listing, "TOTAL_CAP", 3)
+    register(member, 3)
+    body = member.get("/api/scraper/jobs?limit=2").json
+    assert body["total"] == 3 and "total_capped" not in body
+
+
+def test_a_total_above_the_cap_is_a_marked_lower_bound_from_a_bounded_count(app, member, monkeypatch):
+    monkeypatch.setattr(listing, "TOTAL_CAP", 3)
+    register(member, 5)
+    with statements(app) as seen:
+        body = member.get("/api/scraper/jobs?limit=2").json
+    assert (body["total"], body["total_capped"]) == (3, True)  # at least 3 of the 5
+    assert len(_counts(seen)) == 1 and re.search(r"LIMIT", _counts(seen)[0], re.IGNORECASE)
+    deeper = member.get("/api/scraper/jobs?limit=1&offset=3").json  # the rows seen count too
+    assert (deeper["total"], deeper["total_capped"]) == (4, True)
+
+
+def test_a_page_that_is_not_full_gives_an_exact_total_past_the_cap_without_counting(app, member, monkeypatch):
+    monkeypatch.setattr(listing, "TOTAL_CAP", 3)
+    register(member, 5)
+    with statements(app) as seen:
+        body = member.get("/api/scraper/jobs?limit=10").json
+    assert body["total"] == 5 and "total_capped" not in body and _counts(seen) == []
+    last = member.get("/api/scraper/jobs?limit=2&offset=4").json
+    assert last["total"] == 5 and "total_capped" not in last
+
+
+def test_the_cap_applies_to_each_filter_set(app, admin, monkeypatch):
+    monkeypatch.setattr(listing, "TOTAL_CAP", 3)
+    register(admin, 5, scraper="books")
+    register(admin, 2, scraper="quotes")
+    everything = admin.get("/api/scraper/jobs?limit=1").json
+    quotes = admin.get("/api/scraper/jobs?limit=1&scraper=quotes").json
+    books = admin.get("/api/scraper/jobs?limit=1&scraper=books").json
+    assert (everything["total"], everything.get("total_capped")) == (3, True)
+    assert (quotes["total"], quotes.get("total_capped")) == (2, None)
+    assert (books["total"], books.get("total_capped")) == (3, True)
+
+
+def test_a_page_at_a_cursor_counts_its_list_up_to_the_cap(app, member, monkeypatch):
+    monkeypatch.setattr(listing, "TOTAL_CAP", 3)
+    register(member, 5)
+    first = member.get("/api/scraper/jobs?limit=2").json
+    after = member.get(f"/api/scraper/jobs?limit=2&cursor={first['next_cursor']}").json
+    assert len(after["items"]) == 2 and (after["total"], after["total_capped"]) == (3, True)
+    monkeypatch.setattr(listing, "TOTAL_CAP", 10)  # small totals are never remembered: counted again
+    exact = member.get(f"/api/scraper/jobs?limit=2&cursor={first['next_cursor']}").json
+    assert exact["total"] == 5 and "total_capped" not in exact
+
+
+def test_the_archived_list_caps_its_total_too(admin, lc, make_run, monkeypatch):
+    from app.lifecycle import archival
+
+    monkeypatch.setattr(listing, "TOTAL_CAP", 2)
+    for _ in range(3):
+        archival.archive_run(lc, make_run(owner=admin.user.id).id, actor="t")
+    body = admin.get("/api/scraper/jobs/archived?limit=1").json
+    assert (body["total"], body["total_capped"]) == (2, True)
+    assert admin.get("/api/scraper/jobs/archived?limit=3").json["total"] == 3
+
+
+def test_the_audit_and_events_lists_count_only_when_their_page_is_full(app, admin, lc):
+    from app.models import JobAudit, LifecycleEvent, utcnow
+
+    job_id = uuid.uuid4()
+    lc.session.add_all([LifecycleEvent(job_id=job_id, action="archive", actor="t", outcome="failed") for _ in range(3)])
+    lc.session.add_all([JobAudit(job_id=uuid.uuid4(), deleted_at=utcnow(), strategy="soft") for _ in range(3)])
+    lc.session.commit()
+    for path in ("/api/scraper/events", "/api/scraper/audit"):
+        with statements(app) as seen:
+            body = admin.get(f"{path}?limit=10").json
+        assert body["total"] == 3 and _counts(seen) == [], path
+        with statements(app) as seen:
+            body = admin.get(f"{path}?limit=2").json
+        assert body["total"] == 3 and len(_counts(seen)) == 1, path
 
 
 # -- deep pages --------------------------------------------------------------------------------------

@@ -63,9 +63,9 @@ def test_bad_filters_are_400(admin, query):
 
 def test_storage_stats_add_up(admin, lc, make_run):
     runs = [make_run(days_ago=days) for days in (1, 2, 10, 12, 14, 16)]
-    from app.lifecycle.archival import load_run
     from app.lifecycle.deletion import delete_run, purge_run
     from app.lifecycle.passes import archive_old_runs
+    from app.lifecycle.runs import load_run
 
     archive_old_runs(lc)
     delete_run(lc, runs[4].id, actor="t", reason="trash it", strategy="soft")
@@ -118,7 +118,7 @@ def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_d
     first = admin.get("/api/scraper/storage/stats").json
     make_run(days_ago=1)
     assert admin.get("/api/scraper/storage/stats").json == first  # shared, not recomputed
-    from app.api.monitoring import STATS_CACHE_KEY
+    from app.monitoring.figures import STATS_CACHE_KEY
 
     redis_db.delete(STATS_CACHE_KEY)  # nothing cached: the next request computes
     fresh = admin.get("/api/scraper/storage/stats").json
@@ -129,22 +129,22 @@ def test_storage_stats_are_cached_for_a_short_while(admin, lc, make_run, redis_d
 def test_stale_stats_are_answered_while_one_request_remakes_them(admin, lc, make_run, redis_db, monkeypatch):
     import time
 
-    from app.api import monitoring
+    from app.monitoring import figures
 
     computed = []
-    real_compute = monitoring._compute_storage_stats
-    monkeypatch.setattr(monitoring, "_compute_storage_stats", lambda: computed.append(1) or real_compute())
+    real_compute = figures.storage_stats
+    monkeypatch.setattr(figures, "storage_stats", lambda *args: computed.append(1) or real_compute(*args))
     first = admin.get("/api/scraper/storage/stats").json
     make_run(days_ago=1)
-    later = time.time() + monitoring.STATS_TTL + 1
-    monkeypatch.setattr(monitoring, "_clock", lambda: later)  # the figures are now stale
-    redis_db.set(monitoring.STATS_REFRESH_KEY, "1")  # another request is remaking them
+    later = time.time() + figures.STATS_TTL + 1
+    monkeypatch.setattr(figures, "_clock", lambda: later)  # the figures are now stale
+    redis_db.set(figures.STATS_REFRESH_KEY, "1")  # another request is remaking them
     assert admin.get("/api/scraper/storage/stats").json == first  # answered at once, stale
     assert len(computed) == 1
-    redis_db.delete(monitoring.STATS_REFRESH_KEY)  # nobody is: this request remakes them
+    redis_db.delete(figures.STATS_REFRESH_KEY)  # nobody is: this request remakes them
     fresh = admin.get("/api/scraper/storage/stats").json
     assert fresh["tiers"]["active"]["runs"] == first["tiers"]["active"]["runs"] + 1
-    assert len(computed) == 2 and not redis_db.exists(monitoring.STATS_REFRESH_KEY)
+    assert len(computed) == 2 and not redis_db.exists(figures.STATS_REFRESH_KEY)
     assert admin.get("/api/scraper/storage/stats").json == fresh and len(computed) == 2  # fresh again
 
 

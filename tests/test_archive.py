@@ -13,7 +13,7 @@ from app.lifecycle import archival, passes
 from app.lifecycle.errors import RunConflict
 from app.lifecycle.naming import run_folder_path
 from app.models import ArchiveMember, Job, LifecycleEvent
-from tests.conftest import new_run, tree
+from tests.support import new_run, tree
 
 
 def events(lc, job_id, action=None):
@@ -233,7 +233,7 @@ def test_the_archive_base_path_may_live_elsewhere(lc_with, clock, tmp_path):
 
 @pytest.mark.parametrize("codec", ["gzip", "zstd", "bz2", "xz"])
 def test_read_back_verification_catches_bytes_corrupted_on_the_way_to_disk(lc_with, clock, monkeypatch, codec):
-    from app.lifecycle import codecs
+    from app.lifecycle import streams
     from app.lifecycle.tarball import ArchiveInvalid
 
     lc = lc_with(ARCHIVE_COMPRESSION=codec)
@@ -242,7 +242,7 @@ def test_read_back_verification_catches_bytes_corrupted_on_the_way_to_disk(lc_wi
     (folder / "data.json").write_text('{"k": "v"}\n' * 50_000)
     (folder / "shot.png").write_bytes(os.urandom(300_000))  # so the compressed stream is long
     original = tree(folder)
-    real_write = codecs.CountingWriter.write
+    real_write = streams.CountingWriter.write
 
     def corrupting(self, data):
         data = bytearray(data)
@@ -251,7 +251,7 @@ def test_read_back_verification_catches_bytes_corrupted_on_the_way_to_disk(lc_wi
             data[at - self.bytes_written] ^= 0x55  # one byte on disk differs from what was made
         return real_write(self, bytes(data))
 
-    monkeypatch.setattr(codecs.CountingWriter, "write", corrupting)
+    monkeypatch.setattr(streams.CountingWriter, "write", corrupting)
     with pytest.raises(ArchiveInvalid, match="read back|decode"):
         archival.archive_run(lc, job.id, actor="t")
     assert tree(folder) == original

@@ -210,6 +210,11 @@ def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html
     expect(page.locator(".plot .main-svg").first).to_be_visible()  # drawn by storage-charts.js, not inline script
     assert page.locator(".plot").count() == 4 and page.locator(".plot .main-svg").count() >= 4
     shot(page, "8-storage-under-csp")
+    page.get_by_role("link", name="API", exact=True).click()  # the OpenAPI document, rendered by us
+    expect(page.get_by_role("heading", name="Agar Run Manager API")).to_be_visible()
+    expect(page.get_by_role("link", name="API", exact=True)).to_have_attribute("aria-current", "page")
+    expect(page.locator("#schema-Job")).to_have_text("Job")
+    shot(page, "9-api-docs-under-csp")
     assert dialogs == []
     assert [text for text in complaints if "Content Security Policy" in text or "Refused" in text] == []
     assert complaints == []

@@ -23,6 +23,8 @@ def test_defaults_follow_the_spec(tmp_path):
     assert settings.secure_delete is False
     assert settings.archive_schedule == "0 2 * * *"
     assert settings.cleanup_schedule == "0 3 * * *"
+    assert settings.snapshot_schedule == "0 * * * *"  # hourly (SPEC §4)
+    assert settings.alerts_schedule == "*/15 * * * *"  # every 15 minutes, as the README and CLI help say
     assert settings.storage_alert_percent == 80
     assert settings.jobs_path == tmp_path / "jobs"
     assert settings.archive_base_path == tmp_path / "archive"

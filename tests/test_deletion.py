@@ -11,7 +11,7 @@ from app.lifecycle import archival, deletion, passes
 from app.lifecycle.errors import RuleViolation, RunConflict
 from app.lifecycle.naming import run_folder_path
 from app.models import Job, JobAudit, LifecycleEvent
-from tests.conftest import new_run, tree
+from tests.support import new_run, tree
 
 
 def archived_run(lc, make_run, **kwargs):

@@ -9,7 +9,7 @@ from rq.job import Job as RQJob
 from app import tasks
 from app.lifecycle import archival
 from app.lifecycle.naming import find_run_folder
-from tests.conftest import run_burst_worker
+from tests.support import run_burst_worker
 
 BIG = {f"pages/{i:03d}.html": os.urandom(256 * 1024) for i in range(24)}  # 6 MiB in 24 files
 

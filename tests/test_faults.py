@@ -22,7 +22,7 @@ from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import find_run_folder
 from app.lifecycle.reconcile import reconcile
 from app.models import Job, JobAudit, LifecycleEvent
-from tests.conftest import new_run, tree
+from tests.support import new_run, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,19 +224,19 @@ def assert_attempt_recorded(lc, job_id, step):
 
 
 def test_disk_full_while_archiving_keeps_the_folder_and_records_the_failure(lc, make_run, monkeypatch):
-    from app.lifecycle import codecs
+    from app.lifecycle import streams
 
     job = make_run()
     folder = find_run_folder(lc.settings.jobs_path, job.folder_name, job.id)
     original = tree(folder)
-    real_write = codecs.CountingWriter.write
+    real_write = streams.CountingWriter.write
 
     def full(self, data):
         if self.bytes_written > 100:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(self, data)
 
-    monkeypatch.setattr(codecs.CountingWriter, "write", full)
+    monkeypatch.setattr(streams.CountingWriter, "write", full)
     report = passes.archive_old_runs(lc)
     assert report.failed == 1
     event = lc.session.scalar(select(LifecycleEvent).where(LifecycleEvent.job_id == job.id))

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.lifecycle import archival
 from app.lifecycle.naming import escape_name, run_folder_path
 from app.models import ArchiveMember, LifecycleEvent
-from tests.conftest import new_run, tree
+from tests.support import new_run, tree
 
 # As the file system gives them: undecodable bytes as surrogates (os.fsdecode).
 HOSTILE = {

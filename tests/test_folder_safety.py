@@ -15,8 +15,9 @@ from app.lifecycle import archival, deletion
 from app.lifecycle.errors import FolderKept
 from app.lifecycle.naming import find_run_folder
 from app.lifecycle.reconcile import reconcile
+from app.lifecycle.runs import load_run
 from app.models import Alert, LifecycleEvent
-from tests.conftest import tree
+from tests.support import tree
 
 
 class Killed(Exception):
@@ -54,7 +55,7 @@ def test_a_file_written_while_the_run_is_archived_keeps_the_folder(lc, make_run)
     with pytest.raises(FolderKept, match="LATE_FILE.txt"):
         archival.archive_run(lc, job.id, actor="scheduler")
     assert (folder / "LATE_FILE.txt").read_text() == "written after it was read"
-    assert archival.load_run(lc, job.id).archived_at is None
+    assert load_run(lc, job.id).archived_at is None
     assert list(lc.store.keys()) == [] and list(lc.store.partials()) == []
     [event] = events(lc, job.id, "archive")
     assert event.outcome == "failed" and "LATE_FILE.txt" in event.error
@@ -76,7 +77,7 @@ def test_a_file_rewritten_in_place_with_the_same_size_keeps_the_folder(lc, make_
     with pytest.raises(FolderKept, match="results.json"):
         archival.archive_run(lc, job.id, actor="scheduler")
     assert (folder / "results.json").read_text() == '{"n": 2}'
-    assert archival.load_run(lc, job.id).archived_at is None and list(lc.store.keys()) == []
+    assert load_run(lc, job.id).archived_at is None and list(lc.store.keys()) == []
 
 
 def test_a_soft_delete_of_an_active_run_keeps_a_folder_written_to_meanwhile(lc, make_run):
@@ -85,7 +86,7 @@ def test_a_soft_delete_of_an_active_run_keeps_a_folder_written_to_meanwhile(lc, 
     write_during(lc, "archive.written", lambda: (folder / "LATE_FILE.txt").write_text("late"))
     with pytest.raises(FolderKept):
         deletion.delete_run(lc, job.id, actor="ada", reason="not needed", strategy="soft")
-    row = archival.load_run(lc, job.id)
+    row = load_run(lc, job.id)
     assert row.deleted_at is None and row.archived_at is None and (folder / "LATE_FILE.txt").exists()
     assert list(lc.store.keys()) == []
 
@@ -106,7 +107,7 @@ def test_reconcile_after_a_killed_archival_keeps_a_folder_with_a_late_file(lc, m
     # Recorded, and the folder set aside for removal (a writer opening files by path now fails):
     # one that had it open still writes a late file into it.
     aside = archival.set_aside_path(folder)
-    assert archival.load_run(lc, job.id).archived_at is not None and aside.is_dir() and not folder.exists()
+    assert load_run(lc, job.id).archived_at is not None and aside.is_dir() and not folder.exists()
     (aside / "LATE_FILE.txt").write_text("written after the archive was made")
     before = tree(aside)
 
@@ -146,7 +147,7 @@ def test_restore_expiry_keeps_a_working_copy_that_gained_a_file(lc, make_run, cl
     with pytest.raises(FolderKept, match="analysis.ipynb"):
         archival.expire_restore(lc, job.id, actor="scheduler")
     assert (folder / "analysis.ipynb").exists()
-    assert archival.load_run(lc, job.id).restored_at is not None  # still shown as a working copy
+    assert load_run(lc, job.id).restored_at is not None  # still shown as a working copy
     last = events(lc, job.id, "expire_restore")[-1]
     assert last.outcome == "failed" and "analysis.ipynb" in last.error
     assert open_alert(lc, job.id) is not None
@@ -210,7 +211,7 @@ def test_a_soft_delete_keeps_a_working_copy_that_gained_a_file(lc, make_run):
     (folder / "notes.md").write_text("an analyst's notes")
     with pytest.raises(FolderKept, match="notes.md"):
         deletion.delete_run(lc, job.id, actor="ada", reason="done with it", strategy="soft")
-    row = archival.load_run(lc, job.id)
+    row = load_run(lc, job.id)
     assert row.deleted_at is None and row.archive_path.startswith("archive/") and (folder / "notes.md").exists()
     (folder / "notes.md").unlink()
     assert deletion.delete_run(lc, job.id, actor="ada", reason="done with it", strategy="soft") == "succeeded"
@@ -223,17 +224,17 @@ def test_restore_expiry_keeps_the_working_copy_when_the_archive_is_missing(lc, m
     archival.restore_run(lc, job.id, actor="ada")
     folder = folder_of(lc, job)
     original = tree(folder)
-    lc.store.remove(archival.load_run(lc, job.id).archive_path)
+    lc.store.remove(load_run(lc, job.id).archive_path)
     with pytest.raises(archival.ArchiveFailed, match="working copy stays"):
         archival.expire_restore(lc, job.id, actor="scheduler")
-    assert tree(folder) == original and archival.load_run(lc, job.id).restored_at is not None
+    assert tree(folder) == original and load_run(lc, job.id).restored_at is not None
 
 
 def test_restore_expiry_keeps_the_working_copy_of_an_archive_found_corrupt(lc, make_run):
     job = make_run(days_ago=10)
     archival.archive_run(lc, job.id, actor="scheduler")
     archival.restore_run(lc, job.id, actor="ada")
-    row = archival.load_run(lc, job.id)
+    row = load_run(lc, job.id)
     row.verify_outcome = "corrupt"
     lc.session.commit()
     with pytest.raises(archival.ArchiveFailed):

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue, Worker
 
-from app.schedule import HEARTBEAT_KEY, QUEUE_NAME, beat, last_heartbeat, run_scheduler_loop
+from app.schedule import HEARTBEAT_KEY, beat, last_heartbeat, run_scheduler_loop
+from app.tasks import QUEUE_NAME
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from app.lifecycle.locks import RedisLocks, RunBusy
-from tests.conftest import TEST_REDIS_URL
+from tests.support import TEST_REDIS_URL
 
 
 def test_a_run_lock_is_exclusive(redis_db):

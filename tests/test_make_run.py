@@ -43,7 +43,7 @@ def test_without_any_redis_it_says_exactly_how_to_get_one():
 
 def test_the_real_local_redis_answers():
     from scripts.run import answers
-    from tests.conftest import TEST_REDIS_URL
+    from tests.support import TEST_REDIS_URL
 
     assert answers(TEST_REDIS_URL) and not answers("redis://127.0.0.1:1/0")
 

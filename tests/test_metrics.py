@@ -1,7 +1,9 @@
 """``/metrics``: Prometheus text with the figures of the tables, the disk and the queue."""
 
 import re
+from decimal import Decimal
 
+import pytest
 from redis import Redis
 
 from app import tasks
@@ -29,7 +31,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc
     deletion.delete_run(lc, trashed.id, actor="test", reason="dup", strategy="soft")
     lc.session.add(Alert(kind="disk_full", severity="warning", message="x"))
     lc.session.commit()
-    tasks.enqueue(tasks.archive_job, str(active.id), "test")
+    tasks.enqueue(tasks.archive_run, str(active.id), "test")
     response = client.get("/metrics", headers=admin.headers)
     assert response.status_code == 200 and response.content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE agar_lifecycle_events_total counter" in response.text
@@ -49,7 +51,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc
 
 
 def test_metrics_say_redis_is_down_instead_of_failing(client, admin, lc, monkeypatch):
-    from app import metrics
+    from app.monitoring import metrics
 
     monkeypatch.setattr(metrics, "redis_connection", lambda: Redis(port=9, socket_connect_timeout=0.5))
     response = client.get("/metrics", headers=admin.headers)
@@ -58,13 +60,16 @@ def test_metrics_say_redis_is_down_instead_of_failing(client, admin, lc, monkeyp
     assert found["agar_redis_up"] == 0 and not any(key.startswith("agar_tasks") for key in found)
 
 
-def test_byte_figures_beyond_32_bits_are_written_exactly(client, admin, lc, make_run, redis_db):
+@pytest.mark.parametrize("size", [477_690_001, 4_776_912_345, 9_007_199_254_740_991])
+def test_byte_figures_are_written_with_every_digit(client, admin, lc, make_run, redis_db, size):
+    """Beyond 32 bits and with many significant digits (up to 2**53 - 1): the text parses back exactly."""
     big = make_run(days_ago=1)
-    big.size_bytes = 4_776_912_345
+    big.size_bytes = size
     lc.session.commit()
-    lines = client.get("/metrics", headers=admin.headers).text.splitlines()
-    assert 'agar_stored_bytes{tier="active"} 4776912345' in lines
-    assert 'agar_runs{tier="active"} 1' in lines
+    text = client.get("/metrics", headers=admin.headers).text
+    written = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert Decimal(written['agar_stored_bytes{tier="active"}']) == size  # e.g. 4.77690001e+08, not 4.7769e+08
+    assert Decimal(written['agar_runs{tier="active"}']) == 1
 
 
 def test_metrics_are_for_an_admins_token_only(client, admin, member):
@@ -75,3 +80,31 @@ def test_metrics_are_for_an_admins_token_only(client, admin, member):
     assert client.get("/metrics", headers=member.headers).status_code == 403
     assert client.get("/metrics", headers={"Authorization": "Bearer agar_wrong"}).status_code == 401
     assert client.get("/metrics", headers=admin.headers).status_code == 200
+
+
+def test_metrics_show_the_storage_figures_the_api_and_the_storage_page_share(app, admin, lc, make_run, redis_db):
+    """One cache of the site's figures (30 s): the API, the storage page and /metrics agree, and a
+    scrape does not recount every run when the figures are fresh."""
+    from app.monitoring.figures import STATS_CACHE_KEY
+    from tests.test_web import Browser
+
+    make_run(days_ago=1)
+    assert client_stats(admin)["tiers"]["active"]["runs"] == 1  # counted, and cached
+    make_run(days_ago=1)
+    make_run(days_ago=2)
+    assert samples(admin.get("/metrics").text)['agar_runs{tier="active"}'] == 1  # the cached figures
+    browser = Browser(app.test_client())
+    browser.login("ada")
+    assert active_runs_on_the_storage_page(browser.get("/storage").text) == 1
+    redis_db.delete(STATS_CACHE_KEY)  # the figures expire: the next door to ask recounts, for all
+    assert samples(admin.get("/metrics").text)['agar_runs{tier="active"}'] == 3
+    assert active_runs_on_the_storage_page(browser.get("/storage").text) == 3
+    assert client_stats(admin)["tiers"]["active"]["runs"] == 3
+
+
+def client_stats(account):
+    return account.get("/api/scraper/storage/stats").json
+
+
+def active_runs_on_the_storage_page(page):
+    return int(re.search(r'<span class="sub">Active</span><strong>[^<]*</strong><span class="sub">(\d+) runs', page)[1])

@@ -2,11 +2,11 @@
 
 import pytest
 from flask_migrate import check, downgrade, upgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import throwaway_database
+from tests.support import throwaway_database
 
 TABLES = {"jobs", "job_audit", "lifecycle_events", "storage_snapshots", "users", "alerts"}
 
@@ -27,6 +27,21 @@ def test_upgrade_check_downgrade_upgrade(fresh_database_url, tmp_path, clean_env
         check()  # raises if the models and the migrations disagree
         indexes = {index["name"] for index in inspect(db.engine).get_indexes("jobs")}
         assert {"ix_jobs_folder_name", "ix_jobs_archived_at", "ix_jobs_deleted_at", "ix_jobs_scraper"} <= indexes
+        # 0006: the lists' filters and the deleted tier; the text search's trigram indexes on PostgreSQL
+        assert {
+            "ix_jobs_active_status_created_at_id",
+            "ix_jobs_active_scraper_created_at_id",
+            "ix_jobs_deleted_created_at_id",
+        } <= indexes
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect() as connection:
+                trigram = connection.scalars(
+                    text(
+                        "SELECT indexname FROM pg_indexes "
+                        "WHERE schemaname = current_schema() AND indexname LIKE 'ix_jobs_active_%_trgm'"
+                    )
+                ).all()
+            assert sorted(trigram) == [f"ix_jobs_active_{c}_trgm" for c in ("folder_name", "id", "name", "scraper")]
         audit_indexes = {index["name"] for index in inspect(db.engine).get_indexes("job_audit")}
         assert {"ix_job_audit_deleted_at", "ix_job_audit_job_id"} <= audit_indexes
         downgrade(revision="base")

@@ -8,7 +8,7 @@ from app.lifecycle import archival, deletion, passes
 from app.lifecycle.naming import find_run_folder, run_folder_path
 from app.lifecycle.reconcile import reconcile
 from app.models import Job
-from tests.conftest import tree
+from tests.support import tree
 
 
 def test_an_unrecorded_archive_whose_folder_is_gone_is_adopted(lc, make_run):

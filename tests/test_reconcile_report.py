@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.lifecycle import archival, deletion
 from app.lifecycle.naming import run_folder_path
 from app.models import Job, LifecycleEvent
-from tests.conftest import tree
+from tests.support import tree
 
 
 @pytest.fixture

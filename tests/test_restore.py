@@ -12,9 +12,10 @@ from sqlalchemy import delete, insert, select, update
 from app.lifecycle import archival, passes
 from app.lifecycle.errors import RunConflict
 from app.lifecycle.naming import run_folder_path
+from app.lifecycle.runs import load_run
 from app.lifecycle.tarball import ArchiveInvalid, HostileArchive
 from app.models import ArchiveMember, Job, LifecycleEvent
-from tests.conftest import tree
+from tests.support import tree
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def archived(lc, make_run):
     folder = run_folder_path(lc.settings.jobs_path, job.folder_name, job.id)
     original = tree(folder)
     archival.archive_run(lc, job.id, actor="t")
-    return archival.load_run(lc, job.id), folder, original
+    return load_run(lc, job.id), folder, original
 
 
 def test_restore_writes_exactly_the_archived_files(lc, archived, clock):
@@ -32,7 +33,7 @@ def test_restore_writes_exactly_the_archived_files(lc, archived, clock):
     before = archive_file.stat()
     assert archival.restore_run(lc, job.id, actor="ada") == "succeeded"
     assert tree(folder) == original
-    job = archival.load_run(lc, job.id)
+    job = load_run(lc, job.id)
     assert job.restored_at == clock.now
     assert job.restore_expires_at == clock.now + timedelta(days=7)
     assert job.archived_at is not None  # the archive stays the source of truth
@@ -64,7 +65,7 @@ def test_the_archival_pass_expires_working_copies_without_recompressing(lc, arch
     report = passes.archive_old_runs(lc)
     assert report.extra["restores_expired"] == 1
     assert not folder.exists()
-    job = archival.load_run(lc, job.id)
+    job = load_run(lc, job.id)
     assert job.restored_at is None and job.restore_expires_at is None
     assert lc.store.path(job.archive_path).stat().st_mtime_ns == archive_stat.st_mtime_ns
     actions = [e.action for e in lc.session.scalars(select(LifecycleEvent).order_by(LifecycleEvent.id))]
@@ -87,7 +88,7 @@ def test_a_corrupted_archive_is_detected_on_restore(lc, archived, where):
     assert not list(lc.settings.jobs_path.iterdir())
     event = lc.session.scalar(select(LifecycleEvent).where(LifecycleEvent.action == "restore"))
     assert event.outcome == "failed" and "ArchiveInvalid" in event.error
-    assert archival.load_run(lc, job.id).restored_at is None
+    assert load_run(lc, job.id).restored_at is None
 
 
 def test_a_truncated_archive_is_detected_on_restore(lc, archived):

@@ -117,7 +117,7 @@ def test_unknown_run_is_a_clear_error(cli):
 def test_restore_of_an_active_run_fails_cleanly(cli, make_run):
     job = make_run(days_ago=1)
     result = cli("restore", "--job", str(job.id))
-    assert result.exit_code == 1 and "only archived runs restore" in result.output
+    assert result.exit_code == 1 and "this needs a run that is archived" in result.output
 
 
 def test_migrate_folders_fills_names_and_renames_legacy_folders(cli, lc, make_run):

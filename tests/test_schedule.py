@@ -6,7 +6,6 @@ from rq import Queue
 
 from app.config import load_settings
 from app.schedule import (
-    QUEUE_NAME,
     ScheduledTask,
     catch_up,
     next_occurrence,
@@ -15,6 +14,7 @@ from app.schedule import (
     scheduled_tasks,
     tick,
 )
+from app.tasks import QUEUE_NAME
 
 ARCHIVE = ScheduledTask("archive", "0 2 * * *", "app.tasks.archive_old_runs")
 CLEANUP = ScheduledTask("cleanup", "0 3 * * *", "app.tasks.cleanup_old_runs")
@@ -35,6 +35,43 @@ def test_the_verification_pass_follows_verify_schedule(make_app):
     app = make_app(VERIFY_SCHEDULE="30 5 * * 6")
     tasks = {t.name: t for t in scheduled_tasks(app.extensions["agar.settings"])}
     assert tasks["verify"].cron == "30 5 * * 6" and tasks["verify"].function == "app.tasks.verify_archives"
+
+
+def test_the_snapshot_and_the_alert_check_follow_their_settings(make_app, redis_db):
+    app = make_app(SNAPSHOT_SCHEDULE="30 */6 * * *", ALERTS_SCHEDULE="*/5 * * * *")
+    tasks = {t.name: t for t in scheduled_tasks(app.extensions["agar.settings"])}
+    since, now = datetime(2025, 1, 13, 5, 0, tzinfo=UTC), datetime(2025, 1, 13, 6, 40, tzinfo=UTC)
+    assert tick(redis_db, [tasks["snapshot"]], since, now) == ["sched-snapshot-20250113T0630"]
+    assert len(tick(redis_db, [tasks["alerts"]], since, now)) == 20  # 05:05 to 06:40, every 5 minutes
+
+
+def test_by_default_snapshots_are_hourly_and_the_alert_check_every_quarter_hour(redis_db):
+    tasks = {t.name: t for t in scheduled_tasks(load_settings({}))}
+    since, now = datetime(2025, 1, 13, 5, 0, tzinfo=UTC), datetime(2025, 1, 13, 6, 0, tzinfo=UTC)
+    assert tick(redis_db, [tasks["snapshot"], tasks["alerts"]], since, now) == [
+        "sched-snapshot-20250113T0600",
+        "sched-alerts-20250113T0515",
+        "sched-alerts-20250113T0530",
+        "sched-alerts-20250113T0545",
+        "sched-alerts-20250113T0600",
+    ]
+
+
+def test_scheduled_tasks_are_queued_with_the_retry_policy_and_timeouts_of_every_task(redis_db):
+    from app import tasks as queued_tasks
+
+    snapshot = ScheduledTask("snapshot", "0 * * * *", "app.tasks.take_storage_snapshot", timeout="short")
+    tick(
+        redis_db, [ARCHIVE, snapshot], datetime(2025, 1, 13, 1, 30, tzinfo=UTC), datetime(2025, 1, 13, 2, 0, tzinfo=UTC)
+    )
+    queue = Queue(QUEUE_NAME, connection=redis_db)
+    archive, hourly = queue.fetch_job("sched-archive-20250113T0200"), queue.fetch_job("sched-snapshot-20250113T0200")
+    for job in (archive, hourly):
+        assert job.retries_left == queued_tasks.RETRY.max and job.retry_intervals == queued_tasks.RETRY.intervals
+        assert job.meta["actor"] == "scheduler" and job.meta["progress"] == 0
+    assert archive.timeout == queued_tasks.TIMEOUTS["batch"] and hourly.timeout == queued_tasks.TIMEOUTS["short"]
+    assert archive.meta["scheduled_for"] == "2025-01-13T02:00:00+00:00"
+    assert archive.description == "scheduled archive for 2025-01-13 02:00 UTC"
 
 
 def test_cron_is_evaluated_in_utc():

@@ -12,7 +12,7 @@ from app import tasks
 from app.lifecycle import archival, deletion, passes
 from app.lifecycle.verification import verify_archive, verify_archives
 from app.models import Alert, ArchiveMember, Job, LifecycleEvent
-from tests.conftest import run_burst_worker
+from tests.support import run_burst_worker
 from tests.test_web import Browser
 
 BIG = 10**12  # a budget no test reaches

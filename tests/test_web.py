@@ -10,7 +10,7 @@ from sqlalchemy import update
 from app import tasks
 from app.lifecycle import archival, deletion
 from app.models import Job, User
-from tests.conftest import run_burst_worker
+from tests.support import run_burst_worker
 
 PASSWORD = "correct horse battery"  # what make_account gives every user
 
@@ -128,7 +128,7 @@ def test_members_see_their_runs_and_admins_see_all_with_owners(browse, member, o
 
 
 def test_the_runs_of_each_tier_with_counts_search_and_pages(browse, member, lc, make_run, monkeypatch):
-    from app.web import pages
+    from app.web import runs as pages
 
     monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     active = [make_run(days_ago=d / 10, owner=member.user.id, name=f"active {d}") for d in (1, 2, 3)]
@@ -220,7 +220,7 @@ def test_archive_now_queues_the_task_shows_its_progress_and_a_worker_does_it(
 def browse_other(member, lc):
     """An account with no rights over ``member``'s tasks."""
     from app.auth.users import create_user
-    from tests.conftest import Account
+    from tests.support import Account
 
     user, _password, token = create_user(lc.session, "nina", PASSWORD, admin=False)
     return Account(user, token, None)
@@ -317,7 +317,7 @@ def test_the_storage_page_draws_its_charts_from_the_tables_and_shows_alerts(brow
     import json
 
     from app.models import Alert
-    from app.monitoring import take_snapshot
+    from app.monitoring.snapshots import take_snapshot
 
     job = make_run(days_ago=10, owner=admin.user.id)
     archival.archive_run(lc, job.id, actor="scheduler")
@@ -404,7 +404,7 @@ def test_the_api_accepts_the_dashboard_session_with_csrf_for_changes(browse, mem
 
 
 def test_an_archived_run_lists_its_files_and_opens_one_without_restoring(browse, member, lc, make_run, monkeypatch):
-    from app.web import pages
+    from app.web import runs as pages
 
     job = make_run(days_ago=10, owner=member.user.id)
     archival.archive_run(lc, job.id, actor="scheduler")

@@ -11,17 +11,16 @@ from typing import Any
 from flask import request, url_for
 
 from app import tasks
-from app.actions import check_archive, check_restore, check_retention, check_undelete, deletion_strategy
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
-from app.api.jobs import visible_job
+from app.api.jobs import require, visible_job
 from app.api.openapi import documented
-from app.api.params import json_body, parse_timestamp, text_field
+from app.api.params import json_body, parse_timestamp
 from app.api.schemas import job_json
 from app.extensions import lifecycle, settings
-from app.lifecycle import deletion
-from app.lifecycle.archival import load_run
+from app.lifecycle import access, deletion, queries
+from app.lifecycle.runs import load_run
 from app.models import Job
 
 
@@ -37,7 +36,7 @@ def enqueue_for(task: Any, job: Job, *args: Any) -> Any:
 
 
 def _reason(body: dict[str, Any], *, required: bool) -> str | None:
-    return text_field(body, "reason", required=required, max_length=1000)
+    return queries.reason_text(body.get("reason"), required=required)
 
 
 def _optional_body(allowed: set[str]) -> dict[str, Any]:
@@ -49,24 +48,26 @@ def _optional_body(allowed: set[str]) -> dict[str, Any]:
     return json_body(allowed)
 
 
+def _start(action: str, task: Any, job_id: str) -> Any:
+    """An action whose only field is an optional reason: checked by the rules, then queued → 202."""
+    job = visible_job(job_id)
+    body = _optional_body({"reason"})
+    require(action, job)
+    return enqueue_for(task, job, _reason(body, required=False))
+
+
 @bp.post("/jobs/<job_id>/archive")
 @documented(ok=(202, "Accepted"), body="Reason")
 def archive_job(job_id: str) -> Any:
     """Archive the run now (a manual override of the age rule) → 202 with a task."""
-    job = visible_job(job_id)
-    body = _optional_body({"reason"})
-    check_archive(job)
-    return enqueue_for(tasks.archive_job, job, _reason(body, required=False))
+    return _start("archive", tasks.archive_run, job_id)
 
 
 @bp.post("/jobs/<job_id>/restore")
 @documented(ok=(202, "Accepted"), body="Reason")
 def restore_job(job_id: str) -> Any:
     """Restore a working copy of an archived run into jobs/ → 202 with a task."""
-    job = visible_job(job_id)
-    body = _optional_body({"reason"})
-    check_restore(job)
-    return enqueue_for(tasks.restore_job, job, _reason(body, required=False))
+    return _start("restore", tasks.restore_run, job_id)
 
 
 @bp.delete("/jobs/<job_id>")
@@ -76,8 +77,9 @@ def delete_job(job_id: str) -> Any:
     job = visible_job(job_id)
     body = json_body({"reason", "strategy"})
     reason = _reason(body, required=True)
-    effective = deletion_strategy(job, current_user(), body.get("strategy"), settings().deletion_strategy)
-    return enqueue_for(tasks.delete_job, job, reason, effective)
+    action = access.deletion_action(current_user(), body.get("strategy"), settings().deletion_strategy)
+    require(action, job)
+    return enqueue_for(tasks.delete_run, job, reason, access.STRATEGY_OF[action])
 
 
 @bp.post("/jobs/<job_id>/undelete")
@@ -86,7 +88,7 @@ def undelete_job(job_id: str) -> Any:
     """Bring a soft-deleted run back within its grace period → 200 with the run."""
     job = visible_job(job_id)
     body = _optional_body({"reason"})
-    check_undelete(job)
+    require("undelete", job)
     deletion.undelete_run(lifecycle(), job.id, actor=current_user().username, reason=_reason(body, required=False))
     return job_json(load_run(lifecycle(), job.id))
 
@@ -98,7 +100,7 @@ def extend_job_retention(job_id: str) -> Any:
     job = visible_job(job_id)
     body = json_body({"retain_until", "keep_forever", "reason"})
     user = current_user()
-    check_retention(job, user)
+    require("extend", job)
     reason = _reason(body, required=True)
     keep_forever = body.get("keep_forever")
     if keep_forever is not None and not isinstance(keep_forever, bool):

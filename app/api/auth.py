@@ -17,7 +17,6 @@ from app.auth.sessions import caller_of_session
 from app.auth.throttle import token_limits
 from app.auth.users import Caller, bearer_caller
 from app.extensions import db
-from app.models import Job
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -66,8 +65,3 @@ def authenticate() -> None:
 
 def current_user() -> Caller:
     return g.user
-
-
-def may_see(user: Caller, job: Job) -> bool:
-    """Members see their own runs; admins see all."""
-    return user.is_admin or job.created_by == user.id

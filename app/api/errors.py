@@ -8,9 +8,10 @@ from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from app.actions import Refused
-from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.access import NotAllowed
+from app.lifecycle.errors import BadInput, RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.locks import RunBusy
+from app.lifecycle.members import ArchiveMissing
 from app.lifecycle.naming import BadJobId
 
 _CODES = {
@@ -28,6 +29,9 @@ _CODES = {
     503: "unavailable",
 }
 
+
+# The kinds of no the lifecycle's rules give (``app.lifecycle.access``), as HTTP says them.
+REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "conflict": 409}
 
 # Redis holds the task queue and the runs' locks: without it nothing can be queued or locked.
 REDIS_DOWN = "the task queue and run locks (Redis) do not answer; try again shortly"
@@ -65,9 +69,17 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(error: ApiError) -> Any:
         return error_response(error.status, error.message, error.code, error.headers)
 
-    @app.errorhandler(Refused)
-    def _refused(error: Refused) -> Any:
-        return error_response(error.status, error.message, error.code)
+    @app.errorhandler(NotAllowed)
+    def _not_allowed(error: NotAllowed) -> Any:
+        return error_response(REFUSAL_STATUS[error.kind], error.message, error.code)
+
+    @app.errorhandler(ArchiveMissing)
+    def _archive_missing(error: ArchiveMissing) -> Any:
+        return error_response(409, str(error), "archive_missing")
+
+    @app.errorhandler(BadInput)
+    def _bad_input(error: BadInput) -> Any:
+        return error_response(400, str(error))
 
     @app.errorhandler(BadJobId)
     def _bad_id(error: BadJobId) -> Any:

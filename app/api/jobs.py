@@ -9,28 +9,33 @@ from flask import request, url_for
 from sqlalchemy import bindparam, select
 
 from app.api import bp
-from app.api.auth import current_user, may_see
+from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.listing import run_page
 from app.api.openapi import documented
-from app.api.params import in_date_range, job_id_param, json_body, pagination, parse_timestamp, text_field
+from app.api.params import dates, job_id_param, json_body, pagination, parse_timestamp, text_field
 from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json, job_json
 from app.extensions import db, settings
+from app.lifecycle import access, queries
 from app.lifecycle.errors import RunNotFound
-from app.lifecycle.runs import is_active, matching_text, register_run, runs_visible_to, update_run
-from app.models import JOB_STATUSES, Job, LifecycleEvent
+from app.lifecycle.runs import register_run, update_run
+from app.models import JOB_STATUSES, Job, utcnow
 from app.names import NameRefused, check_visible_name
 
 _IMPORT_FIELDS = {"status", "created_at", "started_at", "completed_at"}
-HISTORY_LIMIT = 100
 
 
 def visible_job(raw_id: str) -> Job:
     """Return the run if the caller may see it; a run of someone else's is simply not found."""
     job = db.session.get(Job, job_id_param(raw_id))
-    if job is None or not may_see(current_user(), job):
+    if job is None or not access.may_see(current_user(), job):
         raise RunNotFound(f"no run {raw_id}")
     return job
+
+
+def require(action: str, job: Job) -> None:
+    """Refuse now what the run's lock would refuse later: the rules of ``app.lifecycle.access``."""
+    access.require(current_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days)
 
 
 def _stats_field(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -124,32 +129,22 @@ def list_jobs() -> Any:
     """List active runs, newest first, filtered by status, text, and a created_at range."""
     args = request.args
     limit, offset = pagination(args)
-    user = current_user()
-    query = runs_visible_to(user.id, user.is_admin).where(is_active())
-    statuses = [s for s in args.get("status", "").split(",") if s]
-    unknown = [s for s in statuses if s not in JOB_STATUSES]
-    if unknown:
-        raise ApiError(400, f"status must be among {', '.join(JOB_STATUSES)}")
-    if statuses:
-        query = query.where(Job.status.in_(statuses))
-    if args.get("scraper"):
-        query = query.where(Job.scraper == args["scraper"])
-    text = args.get("q", "").strip()
-    if len(text) > 200:
-        raise ApiError(400, "q must be at most 200 characters")
-    if text:
-        query = matching_text(query, text)
-    return run_page(in_date_range(query, Job.created_at, args), limit, offset)
+    start, end = dates(args)
+    query = queries.runs_in_tier(
+        current_user(),
+        "active",
+        statuses=queries.statuses_of(args.get("status")),
+        scraper=args.get("scraper"),
+        text=queries.search_text(args.get("q")),
+        start=start,
+        end=end,
+    )
+    return run_page(query, limit, offset)
 
 
 # Built once: building a SELECT of every column costs more than running it.
 _RUN_BY_ID = select(*JOB_COLUMNS).where(Job.id == bindparam("job_id"))
-_HISTORY = (
-    select(*EVENT_COLUMNS)
-    .where(LifecycleEvent.job_id == bindparam("job_id"))
-    .order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
-    .limit(HISTORY_LIMIT)
-)
+_HISTORY = queries.run_history(bindparam("job_id"), *EVENT_COLUMNS)
 
 
 @bp.get("/jobs/<job_id>")
@@ -158,7 +153,7 @@ def get_job(job_id: str) -> Any:
     """One run in any tier, with its lifecycle history (newest first)."""
     connection = db.session.connection()  # Core rows, not ORM objects: this is the API's hottest read
     job = connection.execute(_RUN_BY_ID, {"job_id": job_id_param(job_id)}).first()
-    if job is None or not may_see(current_user(), job):
+    if job is None or not access.may_see(current_user(), job):
         raise RunNotFound(f"no run {job_id}")
     events = connection.execute(_HISTORY, {"job_id": job.id})
     return {**job_json(job), "events": [event_json(event) for event in events]}

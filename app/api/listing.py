@@ -2,13 +2,16 @@
 
 Deep pages do not degrade: a page's ``next_cursor`` names its last run (created_at, id), and the
 page after it starts there through the tier's (created_at, id) index, however far down it is;
-offsets alone stop at 10,000 (app.api.params).
+offsets alone stop at 10,000 (app.api.params), and the rows they skip are read in the index only.
 
 Counting is the costly part of a listing at scale (every run of the tier matching the filters
-is visited in the index: ~1.4 ms for 10,000 active runs), so a total is found the cheapest way
-that is still exact or close to it:
+is visited in the index: ~1.4 ms for 10,000 active runs, ~200 ms for the 270,000 archived runs
+of an 8-day range at a million), so a total is found the cheapest way that is still exact or
+close to it:
 
 - a page that is not full tells the total itself (``offset`` + its rows): no count at all;
+- a count stops at ``TOTAL_CAP`` matches (per listing, caller and filters): above it ``total``
+  is a lower bound and the page says ``total_capped: true``, as the audit and events lists do;
 - a count below ``LARGE_TOTAL`` is always made afresh (it is cheap);
 - a count of ``LARGE_TOTAL`` or more is remembered 5 seconds per listing, caller and
   filters, in this process: such a total may be up to 5 seconds old.
@@ -30,11 +33,13 @@ from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.schemas import JOB_COLUMNS, job_json, page
 from app.extensions import db
-from app.models import Job, UTCDateTime, count_rows
+from app.models import COUNT_CAP, Job, UTCDateTime, capped_count
 from app.ttl_cache import TTLCache
 
 LARGE_TOTAL = 1000  # counts from here up are remembered; smaller ones are made afresh
-TOTALS: TTLCache[int] = TTLCache(ttl=5.0, size=4096)
+# A count stops here: 10,000 entries of a tier's index are ~1.5 ms at a million runs, however many match.
+TOTAL_CAP = COUNT_CAP
+TOTALS: TTLCache[tuple[int, bool]] = TTLCache(ttl=5.0, size=4096)
 
 
 def _listing_key() -> Hashable:
@@ -44,20 +49,25 @@ def _listing_key() -> Hashable:
     return (request.endpoint, None if user.is_admin else user.id, filters)
 
 
-def page_total(query: Any, shown: int, limit: int, offset: int, *, from_start: bool = True) -> int:
-    """The number of rows ``query`` selects, given that a page of it at ``offset`` showed ``shown``.
+def page_total(
+    query: Any, shown: int, limit: int, offset: int, *, from_start: bool = True, cap: int | None = None
+) -> tuple[int, bool]:
+    """How many rows ``query`` selects, given that a page of it at ``offset`` showed ``shown``:
+    ``(total, capped)``, where a capped total is a lower bound (``cap``, by default ``TOTAL_CAP``,
+    or the rows seen). Any listing may use it: the audit and the events do.
 
     ``from_start`` is False when the page began at a cursor: the rows before it are not known.
     """
     if from_start and shown < limit and (shown > 0 or offset == 0):
-        return offset + shown
+        return offset + shown, False
     key = _listing_key()
-    total = TOTALS.get(key)
-    if total is None:
-        total = count_rows(db.session, query)
-        if total >= LARGE_TOTAL:
-            TOTALS.put(key, total)
-    return max(total, offset + shown) if from_start else total
+    counted = TOTALS.get(key)
+    if counted is None:
+        counted = capped_count(db.session, query, TOTAL_CAP if cap is None else cap)
+        if counted[0] >= LARGE_TOTAL:
+            TOTALS.put(key, counted)
+    total, capped = counted
+    return (max(total, offset + shown), capped) if from_start else (total, capped)
 
 
 def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
@@ -91,8 +101,16 @@ def run_page(query: Any, limit: int, offset: int) -> dict[str, Any]:
         created_at, job_id = decode_cursor(raw_cursor)
         after = tuple_(literal(created_at, UTCDateTime()), literal(job_id, Uuid()))
         page_query = page_query.where(tuple_(Job.created_at, Job.id) < after)
-    rows = db.session.connection().execute(page_query.limit(limit).offset(offset)).all()  # Core rows: fastest
-    total = page_total(query, len(rows), limit, offset, from_start=raw_cursor is None)
-    body = page([job_json(row) for row in rows], total, limit, offset)
+    if offset:
+        # The rows skipped are walked in the tier's (created_at, id) index alone and only the page's
+        # rows are read from the table: 10,000 rows down took ~106 ms of table reads at a million runs.
+        skipped = select(Job.id).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+        skipped = skipped.correlate(None)  # its own scan of jobs, not the outer query's
+        if page_query.whereclause is not None:
+            skipped = skipped.where(page_query.whereclause)
+        page_query = _NEWEST_RUNS.where(Job.id.in_(skipped))
+    rows = db.session.connection().execute(page_query.limit(limit)).all()  # Core rows: fastest
+    total, capped = page_total(query, len(rows), limit, offset, from_start=raw_cursor is None)
+    body = page([job_json(row) for row in rows], total, limit, offset, capped=capped)
     body["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == limit else None
     return body

@@ -1,8 +1,11 @@
-"""``/openapi.json``: the API described from the code itself, so the document cannot drift.
+"""``/openapi.json`` and ``/docs``: the API described from the code itself, so the document cannot drift.
 
 Paths, methods and path parameters come from Flask's URL map; summaries from the views'
-docstrings; query parameters, bodies and the success response from ``@documented`` beside each
-view. A test checks every API route is here.
+docstrings; the query parameters, body and success response of each view from ``@documented``
+beside it. Response schemas come from the shapes the serializers write (``app.api.schemas``),
+query parameters from the limits and value lists the parsers check, request bodies from the
+columns they fill. Tests hold each body to the fields its view accepts and the enums to the
+models' tuples. ``/docs`` is the same document as a page: server-rendered, no script, no CDN.
 """
 
 from __future__ import annotations
@@ -11,24 +14,37 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g, render_template, session
+from markupsafe import Markup
 
-from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, VERIFY_OUTCOMES
+from app.api.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from app.api.schemas import ALERT, AUDIT, EVENT, JOB, MEMBER, SNAPSHOT, column_schema
+from app.auth.sessions import caller_of_session
+from app.config import DELETION_STRATEGIES
+from app.extensions import db
+from app.lifecycle.events import SUPERSEDED
+from app.lifecycle.queries import MAX_SEARCH
+from app.models import EVENT_OUTCOMES, JOB_STATUSES, LIFECYCLE_ACTIONS, Job
 
 bp = Blueprint("openapi", __name__)
 
-NULLABLE_STRING = {"type": "string", "nullable": True}
-NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
-NULLABLE_INT = {"type": "integer", "nullable": True}
+OPENAPI_VERSION = "3.1.0"
 DATE_OR_TIME = {"type": "string", "description": "ISO 8601 date (a whole UTC day) or date-time"}
 
 PARAMETERS: dict[str, dict[str, Any]] = {
-    "limit": {"type": "integer", "minimum": 1, "default": 50, "description": "at most 500"},
+    "limit": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_LIMIT,
+        "default": DEFAULT_LIMIT,
+        "description": f"a larger limit is cut to {MAX_LIMIT}",
+    },
     "offset": {
         "type": "integer",
         "minimum": 0,
         "default": 0,
-        "description": "rows to skip: at most 10,000, but on an archive's member list",
+        "description": f"rows to skip: at most {MAX_OFFSET:,} (deeper: a date range, or a run list's cursor), "
+        "but on an archive's member list",
     },
     "cursor": {
         "type": "string",
@@ -36,72 +52,63 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     },
     "start_date": DATE_OR_TIME,
     "end_date": DATE_OR_TIME,
-    "status": {"type": "string", "description": "comma-separated: pending, running, completed, failed, cancelled"},
-    "q": {"type": "string", "maxLength": 200, "description": "text in name, scraper, folder name or id"},
+    "status": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(JOB_STATUSES)},
+        "description": "comma-separated: runs in any of these statuses",
+    },
+    "q": {"type": "string", "maxLength": MAX_SEARCH, "description": "text in name, scraper, folder name or id"},
     "scraper": {"type": "string"},
     "job_id": {"type": "string", "format": "uuid"},
-    "strategy": {"type": "string", "enum": ["soft", "hard"]},
+    "strategy": {"type": "string", "enum": list(DELETION_STRATEGIES)},
     "deleted_by": {"type": "string"},
-    "action": {
-        "type": "string",
-        "enum": list(LIFECYCLE_ACTIONS),
-    },
+    "action": {"type": "string", "enum": list(LIFECYCLE_ACTIONS)},
     "outcome": {"type": "string", "enum": list(EVENT_OUTCOMES)},
     "actor": {"type": "string"},
 }
 
-JOB = {
-    "type": "object",
-    "required": ["id", "name", "scraper", "status", "created_at", "folder_name", "tier", "restored"],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "name": {"type": "string"},
-        "scraper": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "running", "completed", "failed", "cancelled"]},
-        "created_by": {**NULLABLE_STRING, "format": "uuid"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": NULLABLE_TIME,
-        "completed_at": NULLABLE_TIME,
-        "folder_name": NULLABLE_STRING,
-        "stats": {"type": "object", "nullable": True},
-        "size_bytes": NULLABLE_INT,
-        "archived_at": NULLABLE_TIME,
-        "archive_path": NULLABLE_STRING,
-        "archive_size_bytes": NULLABLE_INT,
-        "archive_sha256": NULLABLE_STRING,
-        "compression": NULLABLE_STRING,
-        "restored_at": NULLABLE_TIME,
-        "restore_expires_at": NULLABLE_TIME,
-        "retain_until": NULLABLE_TIME,
-        "keep_forever": {"type": "boolean"},
-        "deleted_at": NULLABLE_TIME,
-        "deleted_by": NULLABLE_STRING,
-        "deletion_reason": NULLABLE_STRING,
-        "purged_at": NULLABLE_TIME,
-        "last_verified_at": NULLABLE_TIME,
-        "verify_outcome": {"type": "string", "nullable": True, "enum": [*VERIFY_OUTCOMES, None]},
-        "tier": {"type": "string", "enum": ["active", "archived", "deleted"]},
-        "restored": {"type": "boolean"},
-    },
+
+def _field(column: Any, *, enum: tuple[str, ...] | None = None, **rules: Any) -> dict[str, Any]:
+    """A body field that fills ``column``: its type, length and values (never null), and further ``rules``."""
+    return {**column_schema(column, enum=enum, nullable=False), **rules}
+
+
+def _body(fields: dict[str, dict[str, Any]], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": fields}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_REASON = {"type": "string", "minLength": 1, "description": "why: kept in the run's history"}
+_IMPORTING = "admins only: importing a finished run"
+# The request bodies, by the columns they fill. Each names exactly the fields its view's
+# json_body accepts: tests/test_openapi.py sends every body and compares.
+BODIES: dict[str, dict[str, Any]] = {
+    "NewJob": _body(
+        {
+            "id": _field(Job.id),
+            "name": _field(Job.name, minLength=1),
+            "scraper": _field(Job.scraper, minLength=1),
+            "stats": _field(Job.stats),
+            "status": _field(Job.status, enum=JOB_STATUSES, description=_IMPORTING),
+            "created_at": _field(Job.created_at, description=_IMPORTING),
+            "started_at": _field(Job.started_at, description=_IMPORTING),
+            "completed_at": _field(Job.completed_at, description=_IMPORTING),
+        },
+        required=("name", "scraper"),
+    ),
+    "JobUpdate": _body(
+        {"status": _field(Job.status, enum=JOB_STATUSES, description="forward only"), "stats": _field(Job.stats)}
+    ),
+    "Reason": _body({"reason": _REASON}),
+    "Deletion": _body({"reason": _REASON, "strategy": PARAMETERS["strategy"]}, required=("reason",)),
+    "Retention": _body(
+        {"reason": _REASON, "retain_until": _field(Job.retain_until), "keep_forever": _field(Job.keep_forever)},
+        required=("reason",),
+    ),
 }
-EVENT = {
-    "type": "object",
-    "required": ["id", "job_id", "action", "actor", "outcome", "started_at"],
-    "properties": {
-        "id": {"type": "integer"},
-        "job_id": {"type": "string", "format": "uuid"},
-        "action": PARAMETERS["action"],
-        "actor": {"type": "string"},
-        "reason": NULLABLE_STRING,
-        "outcome": PARAMETERS["outcome"],
-        "error": NULLABLE_STRING,
-        "started_at": {"type": "string", "format": "date-time"},
-        "finished_at": NULLABLE_TIME,
-        "bytes_before": NULLABLE_INT,
-        "bytes_after": NULLABLE_INT,
-        "details": {"type": "object", "nullable": True},
-    },
-}
+OPTIONAL_BODIES = {"Reason"}  # no body at all is an empty one
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
@@ -114,14 +121,29 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             }
         },
     },
-    "Job": JOB,
-    "JobWithHistory": {"allOf": [JOB, {"type": "object", "properties": {"events": {"type": "array", "items": EVENT}}}]},
-    "Event": EVENT,
+    **{shape.name: shape.schema() for shape in (JOB, EVENT, AUDIT, SNAPSHOT, ALERT, MEMBER)},
+    "JobWithHistory": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Job"},
+            {
+                "type": "object",
+                "required": ["events"],
+                "properties": {
+                    "events": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Event"},
+                        "description": "newest first",
+                    }
+                },
+            },
+        ]
+    },
     "Accepted": {
         "type": "object",
         "required": ["task_id", "status"],
         "properties": {"task_id": {"type": "string"}, "status": {"type": "string", "enum": ["queued"]}},
     },
+    # A task's state is RQ's, in Redis, not a table's: app.tasks.task_state writes it.
     "Task": {
         "type": "object",
         "required": ["task_id", "status", "progress"],
@@ -129,8 +151,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "task_id": {"type": "string"},
             "status": {
                 "type": "string",
-                "enum": ["queued", "started", "retrying", "finished", "superseded", "failed"],
-                "description": "retrying: an attempt failed and the next waits; superseded: the run changed "
+                "enum": ["queued", "started", "retrying", "finished", SUPERSEDED, "failed"],
+                "description": f"retrying: an attempt failed and the next waits; {SUPERSEDED}: the run changed "
                 "since the task was asked, so it did nothing",
             },
             "progress": {"type": "integer", "minimum": 0, "maximum": 100},
@@ -142,63 +164,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "error": {"type": "string"},
         },
     },
-    "Member": {
-        "type": "object",
-        "required": ["path", "kind", "size"],
-        "properties": {
-            "path": {"type": "string"},
-            "kind": {"type": "string", "enum": ["dir", "file", "symlink"]},
-            "size": {"type": "integer"},
-            "sha256": NULLABLE_STRING,
-            "link_target": NULLABLE_STRING,
-        },
-    },
-    "Audit": {"type": "object", "required": ["id", "job_id", "deleted_at"]},
-    "Snapshot": {"type": "object", "required": ["taken_at"]},
-    "Alert": {"type": "object", "required": ["id", "kind", "severity", "message", "created_at", "open"]},
+    # Figures summed by app.monitoring; their inner shape is described there.
     "StorageStats": {
         "type": "object",
         "required": ["as_of", "tiers", "compression", "archive_success_rate", "disk"],
-    },
-}
-PAGED = {"Job", "Event", "Member", "Audit", "Snapshot", "Alert"}
-BODIES: dict[str, dict[str, Any]] = {
-    "NewJob": {
-        "type": "object",
-        "required": ["name", "scraper"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "name": {"type": "string", "minLength": 1, "maxLength": 255},
-            "scraper": {"type": "string", "minLength": 1, "maxLength": 255},
-            "stats": {"type": "object"},
-            "status": JOB["properties"]["status"],
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {"type": "string", "format": "date-time"},
-            "completed_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "JobUpdate": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"status": JOB["properties"]["status"], "stats": {"type": "object"}},
-    },
-    "Reason": {"type": "object", "additionalProperties": False, "properties": {"reason": {"type": "string"}}},
-    "Deletion": {
-        "type": "object",
-        "required": ["reason"],
-        "additionalProperties": False,
-        "properties": {"reason": {"type": "string", "minLength": 1}, "strategy": PARAMETERS["strategy"]},
-    },
-    "Retention": {
-        "type": "object",
-        "required": ["reason"],
-        "additionalProperties": False,
-        "properties": {
-            "reason": {"type": "string", "minLength": 1},
-            "retain_until": {"type": "string", "format": "date-time"},
-            "keep_forever": {"type": "boolean"},
-        },
     },
 }
 ERRORS = {
@@ -224,6 +193,11 @@ def documented(
         unknown = set(query) - PARAMETERS.keys()
         if unknown:
             raise ValueError(f"undocumented query parameters {unknown} on {view.__name__}")
+        if body is not None and body not in BODIES:
+            raise ValueError(f"no request body {body!r} in BODIES for {view.__name__}")
+        shown = ok[1][5:-1] if ok[1] and ok[1].startswith("Page[") else ok[1]
+        if shown is not None and shown not in SCHEMAS:
+            raise ValueError(f"no schema {shown!r} in SCHEMAS for {view.__name__}")
         view.openapi = {"ok": ok, "query": query, "body": body, "media": media}  # type: ignore[attr-defined]
         return view
 
@@ -245,13 +219,20 @@ def _response_schema(name: str | None) -> dict[str, Any] | None:
                 "offset": {"type": "integer"},
                 "total_capped": {"type": "boolean", "description": "total is a lower bound"},
                 "next_cursor": {
-                    "type": "string",
-                    "nullable": True,
+                    "type": ["string", "null"],
                     "description": "run lists: pass as cursor for the next page; null when this page is not full",
                 },
             },
         }
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _query_parameter(name: str) -> dict[str, Any]:
+    schema = PARAMETERS[name]
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    if schema["type"] == "array":  # one parameter, comma-separated: status=pending,running
+        parameter.update(style="form", explode=False)
+    return parameter
 
 
 def build_document() -> dict[str, Any]:
@@ -273,7 +254,7 @@ def build_document() -> dict[str, Any]:
                 "schema": {"type": "string", "format": "uuid"} if name == "job_id" else {"type": "string"},
             }
             for name in sorted(rule.arguments)
-        ] + [{"name": name, "in": "query", "required": False, "schema": PARAMETERS[name]} for name in meta["query"]]
+        ] + [_query_parameter(name) for name in meta["query"]]
         status, schema_name = meta["ok"]
         success: dict[str, Any] = {"description": "OK"}
         schema = _response_schema(schema_name)
@@ -306,12 +287,12 @@ def build_document() -> dict[str, Any]:
             }
             if meta["body"]:
                 operation["requestBody"] = {
-                    "required": meta["body"] not in ("Reason",),
+                    "required": meta["body"] not in OPTIONAL_BODIES,
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{meta['body']}"}}},
                 }
             paths.setdefault(path, {})[method.lower()] = operation
     return {
-        "openapi": "3.0.3",
+        "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Agar Run Manager API",
             "version": "1.0.0",
@@ -329,5 +310,69 @@ def build_document() -> dict[str, Any]:
 
 @bp.get("/openapi.json")
 def openapi_document() -> Any:
-    """The OpenAPI 3 document of the JSON API."""
+    """The OpenAPI 3.1 document of the JSON API."""
     return build_document()
+
+
+def schema_type(schema: dict[str, Any]) -> str:
+    """A schema's type in a few words (``string (uuid) or null``, ``array of Job``) for the ``/docs`` page."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "allOf" in schema:
+        return " + ".join(schema_type(part) if "$ref" in part else "events" for part in schema["allOf"])
+    if "items" in schema.get("properties", {}):
+        return f"page of {schema_type(schema['properties']['items']['items'])}"
+    kinds = schema.get("type", "any JSON")
+    words = []
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind == "array":
+            words.append(f"array of {schema_type(schema.get('items', {}))}")
+        elif kind != "null" and "format" in schema:
+            words.append(f"{kind} ({schema['format']})")
+        else:
+            words.append(kind)
+    return " or ".join(words)
+
+
+def schema_named(schema: dict[str, Any]) -> str | None:
+    """The component a schema stands for (itself, its items, its page's items), to link to on ``/docs``."""
+    for inner in (schema, schema.get("items", {}), schema.get("properties", {}).get("items", {}).get("items", {})):
+        if "$ref" in inner:
+            return inner["$ref"].rsplit("/", 1)[-1]
+    return None
+
+
+def inline_code(text: str) -> Markup:
+    """A docstring line for the page: ````name```` (reStructuredText) shown as code, the rest escaped."""
+    parts = text.split("``")
+    return Markup("").join(
+        Markup("<code>%s</code>") % part if i % 2 else Markup.escape(part) for i, part in enumerate(parts)
+    )
+
+
+def schema_rules(schema: dict[str, Any]) -> list[str]:
+    """What limits a value beyond its type: values, bounds, lengths, default."""
+    schema = schema.get("items", schema) if schema.get("type") == "array" else schema
+    rules = []
+    if "enum" in schema:
+        rules.append("one of " + ", ".join("null" if value is None else str(value) for value in schema["enum"]))
+    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤")):
+        if key in schema:
+            rules.append(f"{word} {schema[key]}")
+    if "default" in schema:
+        rules.append(f"default {schema['default']}")
+    return rules
+
+
+@bp.get("/docs")
+def api_docs() -> Any:
+    """The OpenAPI document as a page: readable without JavaScript, nothing fetched from elsewhere."""
+    g.web_user = caller_of_session(session, db.session)  # a logged-in reader gets the dashboard's navigation
+    return render_template(
+        "api_docs.html",
+        doc=build_document(),
+        schema_type=schema_type,
+        schema_named=schema_named,
+        schema_rules=schema_rules,
+        inline_code=inline_code,
+    )

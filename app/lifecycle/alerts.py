@@ -46,19 +46,21 @@ def resolve_alerts(session: Session, kind: str, *, subject: str, now: datetime) 
     return resolved
 
 
-def mark_archive_corrupt(session: Session, job: Any, detail: str, *, now: datetime) -> Alert:
-    """Record that the run's archive does not match its record, and raise the critical alert; the caller commits.
+def mark_archive_corrupt(session: Session, job: Any, detail: str, *, now: datetime, outcome: str = "corrupt") -> Alert:
+    """Record that the run's archive does not match its record (``outcome`` corrupt) or is gone
+    (``missing``), and raise the critical alert; the caller commits.
 
     ``verify_outcome = "corrupt"`` keeps the archive (and its trash copy) from being purged until
     a person has looked (app.lifecycle.policy).
     """
-    job.verify_outcome = "corrupt"
+    job.verify_outcome = outcome
     job.last_verified_at = now
+    what = "is missing" if outcome == "missing" else "does not match its record"
     return raise_alert(
         session,
         "archive_corrupt",
         "critical",
-        f"the archive of run {job.id} does not match its record: {detail}"[:2000],
+        f"the archive of run {job.id} {what}: {detail}"[:2000],
         subject=str(job.id),
         now=now,
         job_id=str(job.id),

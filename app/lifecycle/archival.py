@@ -23,9 +23,17 @@ from typing import Any, BinaryIO
 from isal.isal_zlib import crc32
 from sqlalchemy import delete, insert, select, update
 
+from app.lifecycle.access import require_under_lock
 from app.lifecycle.alerts import resolve_alerts
-from app.lifecycle.codecs import (
-    CODEC_ERRORS,
+from app.lifecycle.codecs import CODEC_ERRORS, compressor, decompressor
+from app.lifecycle.context import Lifecycle
+from app.lifecycle.disk import folder_size
+from app.lifecycle.errors import FolderKept, RunConflict
+from app.lifecycle.events import SUPERSEDED, attempt
+from app.lifecycle.naming import ARCHIVE_EXTENSIONS, archive_relpath, find_run_folder, run_folder_name
+from app.lifecycle.runs import folder_name_of, load_run
+from app.lifecycle.store import fsync_dir
+from app.lifecycle.streams import (
     STREAM_BLOCK,
     CountingWriter,
     FollowingReader,
@@ -33,15 +41,7 @@ from app.lifecycle.codecs import (
     MemberHasher,
     Pipe,
     PipelinedDecompressor,
-    compressor,
-    decompressor,
 )
-from app.lifecycle.context import Lifecycle
-from app.lifecycle.disk import folder_size
-from app.lifecycle.errors import FolderKept, RunConflict, RunNotFound
-from app.lifecycle.events import SUPERSEDED, attempt
-from app.lifecycle.naming import ARCHIVE_EXTENSIONS, archive_relpath, find_run_folder, folder_name_for, run_folder_name
-from app.lifecycle.store import fsync_dir
 from app.lifecycle.tarball import (
     ArchiveInvalid,
     Fingerprint,
@@ -51,7 +51,7 @@ from app.lifecycle.tarball import (
     manifest_from_tar,
     write_tar,
 )
-from app.models import FINISHED_STATUSES, ArchiveMember, Job
+from app.models import ArchiveMember, Job
 
 RESTORE_SUFFIX = ".restore.partial"
 SET_ASIDE_SUFFIX = ".removing"
@@ -74,24 +74,6 @@ class WrittenArchive:
     @property
     def content_bytes(self) -> int:
         return sum(member.size for member in self.members)
-
-
-def load_run(lc: Lifecycle, job_id: uuid.UUID) -> Job:
-    """Read the run fresh from the database (another worker may have changed it).
-
-    Called right after taking the run's lock: ending the session's transaction first matters on
-    SQLite, where an open read transaction keeps seeing the snapshot from before other commits.
-    """
-    lc.session.commit()
-    job = lc.session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
-    if job is None:
-        raise RunNotFound(f"no run {job_id}")
-    return job
-
-
-def folder_name_of(job: Job) -> str:
-    """The run's folder name, derived from its start for legacy runs that lack one."""
-    return job.folder_name or folder_name_for(job.created_at)
 
 
 def archive_key(job: Job, root: str, codec: str) -> str:
@@ -301,12 +283,9 @@ def archive_run(
         job = load_run(lc, job_id)
         if record.supersede(job, expected_state):
             return SUPERSEDED
-        if job.deleted_at is not None:
-            raise RunConflict(f"run {job_id} is deleted")
-        if job.archived_at is not None:
+        if job.archived_at is not None and job.deleted_at is None:
             return record.skip("already archived")
-        if job.status not in FINISHED_STATUSES:
-            raise RunConflict(f"run {job_id} is {job.status}; only finished runs are archived")
+        require_under_lock(lc, "archive", job)
         if not manual and (job.keep_forever or (job.retain_until and job.retain_until > lc.now())):
             return record.skip("protected by a retention override")
         folder, archive = archive_folder(lc, job, "archive")
@@ -392,10 +371,7 @@ def restore_run(
         job = load_run(lc, job_id)
         if record.supersede(job, expected_state):
             return SUPERSEDED
-        if job.deleted_at is not None or job.archived_at is None:
-            raise RunConflict(
-                f"run {job_id} is {'deleted' if job.deleted_at else 'active'}; only archived runs restore"
-            )
+        require_under_lock(lc, "restore", job)
         jobs_root = lc.settings.jobs_path
         target = jobs_root / run_folder_name(folder_name_of(job), job.id)
         if job.restored_at is not None and target.is_dir():

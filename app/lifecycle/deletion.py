@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
+from app.config import DELETION_STRATEGIES
+from app.lifecycle.access import refusal_under_lock, require_under_lock
 from app.lifecycle.archival import (
     archive_folder,
-    load_run,
     manifest_of,
     record_archive,
     set_aside,
@@ -25,9 +26,8 @@ from app.lifecycle.disk import folder_size, remove_folder
 from app.lifecycle.errors import RuleViolation, RunConflict
 from app.lifecycle.events import SUPERSEDED, Attempt, attempt
 from app.lifecycle.naming import find_run_folder
-from app.models import FINISHED_STATUSES, Job, JobAudit
-
-STRATEGIES = ("soft", "hard")
+from app.lifecycle.runs import load_run
+from app.models import Job, JobAudit
 
 
 def _audit(job: Job, *, actor: str, reason: str, strategy: str, now: datetime, bytes_freed: int | None) -> JobAudit:
@@ -59,7 +59,7 @@ def delete_run(
 ) -> str:
     """Delete a run now: soft (archive kept in the trash for the grace period) or hard (gone, audited)."""
     strategy = strategy or lc.settings.deletion_strategy
-    if strategy not in STRATEGIES:
+    if strategy not in DELETION_STRATEGIES:
         raise RuleViolation(f"strategy must be soft or hard, not {strategy!r}")
     if not reason or not reason.strip():
         raise RuleViolation("a deletion needs a reason")
@@ -67,12 +67,12 @@ def delete_run(
         job = load_run(lc, job_id)
         if record.supersede(job, expected_state):
             return SUPERSEDED
-        if job.status not in FINISHED_STATUSES:
-            raise RunConflict(f"run {job_id} is {job.status}; finish or cancel it before deleting it")
         if strategy == "hard":
+            require_under_lock(lc, "hard_delete", job)
             return _hard_delete(lc, job, record, actor=actor, reason=reason)
         if job.deleted_at is not None:
             return record.skip("already deleted")
+        require_under_lock(lc, "delete", job)
         outcome = _soft_delete(lc, job, record, actor=actor, reason=reason)
         if lc.settings.delete_grace_days == 0:
             _purge(lc, load_run(lc, job_id), actor=actor, reason="DELETE_GRACE_DAYS=0")
@@ -141,7 +141,7 @@ def _hard_delete(lc: Lifecycle, job: Job, record: Attempt, *, actor: str, reason
 
 def _purge(lc: Lifecycle, job: Job, *, actor: str, reason: str | None) -> str:
     with attempt(lc, job.id, "purge", actor, reason) as record:
-        if job.deleted_at is None or job.purged_at is not None:
+        if refusal_under_lock(lc, "purge", job) is not None:
             return record.skip("not in the trash")
         if job.verify_outcome == "corrupt":
             # A person must see a corrupt archive before its last copy goes (archive_corrupt alert).
@@ -173,14 +173,11 @@ def undelete_run(lc: Lifecycle, job_id: uuid.UUID, *, actor: str, reason: str | 
     """Bring a soft-deleted run back from the trash within its grace period, protected for another one."""
     with attempt(lc, job_id, "undelete", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
-        if job.deleted_at is None:
-            raise RunConflict(f"run {job_id} is not deleted")
-        if job.purged_at is not None or job.archive_path is None:
-            raise RunConflict(f"run {job_id} was purged; only its audit remains")
+        require_under_lock(lc, "undelete", job)
+        if job.archive_path is None:  # not an assert: `python -O` would skip the check
+            raise RuntimeError(f"run {job_id} is in the trash but its row has no archive path")
         grace = timedelta(days=lc.settings.delete_grace_days)
         now = lc.now()
-        if now >= job.deleted_at + grace:
-            raise RunConflict(f"the grace period of run {job_id} ended at {job.deleted_at + grace:%Y-%m-%d %H:%M} UTC")
         source = job.archive_path
         target = "archive/" + source.partition("/")[2]
         source_remains = lc.store.move(source, target, job.archive_sha256) if source != target else False  # type: ignore[arg-type]
@@ -220,8 +217,7 @@ def extend_retention(
         raise RuleViolation("give retain_until or keep_forever")
     with attempt(lc, job_id, "extend", actor, reason, take_lock=True) as record:
         job = load_run(lc, job_id)
-        if job.deleted_at is not None:
-            raise RunConflict(f"run {job_id} is deleted; undelete it first")
+        require_under_lock(lc, "extend", job)
         if retain_until is not None:
             if retain_until <= lc.now():
                 raise RuleViolation("retain_until must be in the future")

@@ -17,6 +17,10 @@ class RuleViolation(LifecycleError):
     """Well-formed input that breaks a rule of the product (order of timestamps, say)."""
 
 
+class BadInput(LifecycleError, ValueError):
+    """An ask that cannot be read: a malformed date, page, filter or value (a 400 at every door)."""
+
+
 class FolderKept(LifecycleError):
     """A run folder holds bytes its archive does not (a file written late, one changed): it is kept, not removed.
 

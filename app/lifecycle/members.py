@@ -1,4 +1,8 @@
-"""Reading a run's archive for a client - one member, or the whole file - never handing on wrong bytes.
+"""Reading a run's archive for a client - its member list, one member, or the whole file - never handing on wrong bytes.
+
+Before any read: the archive must be in the store (``ArchiveMissing``), and a member is asked for
+by its escaped path as a URL carries it, which must name a file of the manifest (``InvalidMemberPath``,
+``MemberNotFound``, ``NotAFile``). Interfaces map these errors to their own way of saying no.
 
 A member is read by decoding the archive from its start up to the member's offset in the tar
 stream (the manifest keeps it, so a seekable index can make this instant later), then hashing
@@ -23,12 +27,18 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import select
+
 from app.lifecycle.alerts import mark_archive_corrupt
-from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, ForwardReader, decompressor
+from app.lifecycle.codecs import CODEC_ERRORS, decompressor
 from app.lifecycle.context import Lifecycle
-from app.models import ArchiveMember, Job
+from app.lifecycle.errors import LifecycleError
+from app.lifecycle.naming import escape_name, native_name, run_folder_name, safe_member_path
+from app.lifecycle.streams import STREAM_BLOCK, ForwardReader
+from app.models import ArchiveMember, Job, count_rows
 
 # Read and checked whole before the first byte is sent; larger members are streamed with their
 # last chunk held back. One STREAM_BLOCK: at most 1 MiB in memory per request, and a larger
@@ -40,6 +50,22 @@ class ArchiveCorrupt(Exception):
     """A run's archive gave bytes that do not match its record (checksum, decoder error, short read)."""
 
 
+class ArchiveMissing(LifecycleError):
+    """The run's archive file is not in the store where its record says."""
+
+
+class InvalidMemberPath(LifecycleError):
+    """The path asked for is malformed or climbs out of the run folder."""
+
+
+class MemberNotFound(LifecycleError):
+    """The archive's manifest has no member at that path."""
+
+
+class NotAFile(LifecycleError):
+    """The member is a directory or a link: it has no bytes of its own to read."""
+
+
 @dataclass
 class MemberRead:
     """One member ready to send: its size and recorded SHA-256, and its checked bytes."""
@@ -47,6 +73,44 @@ class MemberRead:
     size: int
     sha256: str
     chunks: Iterator[bytes]
+
+
+def require_archive(lc: Lifecycle, job: Job) -> None:
+    """Refuse a run whose archive file is not in the store (``ArchiveMissing``)."""
+    if not job.archive_path or not lc.store.exists(job.archive_path):
+        # Loud: the record says an archive is there. The alert is the same a verification pass raises.
+        detail = f"the archive file {job.archive_path} is not in the store"
+        mark_archive_corrupt(lc.session, job, detail, now=lc.now(), outcome="missing")
+        lc.session.commit()
+        raise ArchiveMissing(f"the archive of run {job.id} is missing; an alert has been raised")
+
+
+def member_page(lc: Lifecycle, job: Job, limit: int, offset: int) -> tuple[list[ArchiveMember], int]:
+    """A page of the archive's members from its stored manifest, in archive order, and how many there are."""
+    query = select(ArchiveMember).where(ArchiveMember.job_id == job.id)
+    total = count_rows(lc.session, query)
+    rows = list(lc.session.scalars(query.order_by(ArchiveMember.id).limit(limit).offset(offset)))
+    return rows, total
+
+
+def find_member(lc: Lifecycle, job: Job, requested: str) -> ArchiveMember:
+    """The file member at ``requested``, a path in its escaped form (app.lifecycle.naming), as a URL carries it."""
+    try:
+        # The request carries the escaped form; the manifest's row holds the canonical one.
+        clean = escape_name(str(safe_member_path(native_name(requested))))
+    except ValueError as error:
+        raise InvalidMemberPath(str(error)) from None
+    member = lc.session.scalar(select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.path == clean))
+    if member is None:
+        raise MemberNotFound(f"no file {clean!r} in the archive of run {job.id}")
+    if member.kind != "file" or member.offset is None:
+        raise NotAFile(f"{clean!r} is a {member.kind}, not a file")
+    return member
+
+
+def archive_download_name(job: Job, path: Path) -> str:
+    """The name a downloaded archive is saved under: the run folder's name and the archive's extension."""
+    return f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
 
 
 def _corrupt(lc: Lifecycle, job_id: uuid.UUID, detail: str) -> ArchiveCorrupt:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, update
 
-from app.lifecycle.archival import archive_run, expire_restore, folder_name_of, load_run
+from app.lifecycle.archival import archive_run, expire_restore
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.deletion import delete_run, purge_run
 from app.lifecycle.disk import folder_size
@@ -31,6 +31,7 @@ from app.lifecycle.policy import (
     trash_due_for_purge,
 )
 from app.lifecycle.reconcile import reconcile
+from app.lifecycle.runs import folder_name_of, load_run
 from app.lifecycle.store import fsync_dir
 from app.models import Job, count_rows
 

@@ -26,8 +26,6 @@ from app.lifecycle.archival import (
     SET_ASIDE_SUFFIX,
     adopt_archive,
     archive_intact,
-    folder_name_of,
-    load_run,
     manifest_of,
     put_back,
     set_aside,
@@ -38,6 +36,7 @@ from app.lifecycle.errors import FolderKept, RunNotFound
 from app.lifecycle.events import INTERRUPTED, attempt
 from app.lifecycle.locks import RunBusy
 from app.lifecycle.naming import find_run_folder, parse_run_folder
+from app.lifecycle.runs import folder_name_of, load_run
 from app.lifecycle.store import PARTIAL_SUFFIX, StoreError
 from app.lifecycle.tarball import folder_differences
 from app.models import ArchiveMember, Job, JobAudit, LifecycleEvent

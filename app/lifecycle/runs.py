@@ -1,4 +1,4 @@
-"""Registering runs, moving their status forward, and which tier a run is in."""
+"""Registering runs, moving their status forward, reading one fresh, and which tier a run is in."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
+from app.lifecycle.context import Lifecycle
 from app.lifecycle.disk import folder_size
-from app.lifecycle.errors import RuleViolation, RunConflict
+from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.naming import find_run_folder, folder_name_for, run_folder_path
 from app.models import FINISHED_STATUSES, JOB_STATUSES, Job, JobAudit, LifecycleEvent, utcnow
 
@@ -41,6 +42,21 @@ def is_active() -> ColumnElement[bool]:
 def is_archived() -> ColumnElement[bool]:
     """SQL condition: the run is in the archived tier."""
     return and_(Job.archived_at.is_not(None), Job.deleted_at.is_(None))
+
+
+def is_deleted() -> ColumnElement[bool]:
+    """SQL condition: the run is in the deleted tier (in the trash, or purged with its row kept)."""
+    return Job.deleted_at.is_not(None)
+
+
+def is_in_trash() -> ColumnElement[bool]:
+    """SQL condition: the run was soft-deleted and its archive waits in the trash for its grace period."""
+    return and_(Job.deleted_at.is_not(None), Job.purged_at.is_(None))
+
+
+def is_purged() -> ColumnElement[bool]:
+    """SQL condition: the run's archive is gone for good; its row and audit remain."""
+    return Job.purged_at.is_not(None)
 
 
 EARLIEST_RUN = datetime(1970, 1, 1, tzinfo=UTC)
@@ -170,7 +186,19 @@ def matching_text(query: Any, text: str) -> Any:
     return query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
 
 
-def runs_visible_to(user_id: uuid.UUID, is_admin: bool):
-    """Return a SELECT of the runs a user may see: their own, or every run for an admin."""
-    query = select(Job)
-    return query if is_admin else query.where(Job.created_by == user_id)
+def load_run(lc: Lifecycle, job_id: uuid.UUID) -> Job:
+    """Read the run fresh from the database (another worker may have changed it).
+
+    Called right after taking the run's lock: ending the session's transaction first matters on
+    SQLite, where an open read transaction keeps seeing the snapshot from before other commits.
+    """
+    lc.session.commit()
+    job = lc.session.scalar(select(Job).where(Job.id == job_id).execution_options(populate_existing=True))
+    if job is None:
+        raise RunNotFound(f"no run {job_id}")
+    return job
+
+
+def folder_name_of(job: Job) -> str:
+    """The run's folder name, derived from its start for legacy runs that lack one."""
+    return job.folder_name or folder_name_for(job.created_at)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from app.lifecycle.codecs import STREAM_BLOCK
 from app.lifecycle.naming import safe_member_path
+from app.lifecycle.streams import STREAM_BLOCK
 
 ROOTS = ("archive", "trash")
 PARTIAL_SUFFIX = ".partial"

@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from app.lifecycle.codecs import CODEC_ERRORS, STREAM_BLOCK, ForwardReader, TarSink
+from app.lifecycle.codecs import CODEC_ERRORS
 from app.lifecycle.naming import escape_name, safe_member_path
 from app.lifecycle.store import file_sha256
+from app.lifecycle.streams import STREAM_BLOCK, ForwardReader, TarSink
 
 # Where a verification "extracts": nothing can exist beneath a device file, so the data filter's
 # path checks stay lexical and nothing is ever written (extract_tar with dest=None).

@@ -23,13 +23,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from app.lifecycle.alerts import mark_archive_corrupt, resolve_alerts
-from app.lifecycle.archival import extract_archive, folder_name_of, load_run, manifest_of
+from app.lifecycle.archival import extract_archive, manifest_of
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import RunConflict
 from app.lifecycle.events import attempt
 from app.lifecycle.locks import RunBusy
 from app.lifecycle.naming import run_folder_name
 from app.lifecycle.passes import in_chunks
+from app.lifecycle.runs import folder_name_of, load_run
 from app.lifecycle.tarball import ArchiveInvalid
 from app.models import Job, count_rows
 
@@ -124,8 +125,7 @@ def verify_archive(lc: Lifecycle, job_id: uuid.UUID, *, actor: str) -> Verificat
             record.succeed(bytes_before=bytes_read, bytes_after=bytes_read)
             lc.session.commit()
         else:
-            mark_archive_corrupt(lc.session, job, detail, now=now)  # type: ignore[arg-type]
-            job.verify_outcome = outcome
+            mark_archive_corrupt(lc.session, job, detail, now=now, outcome=outcome)  # type: ignore[arg-type]
             record.fail(f"{outcome}: {detail}")
         return Verification(job.id, run_folder_name(folder_name_of(job), job.id), outcome, bytes_read, detail)
 

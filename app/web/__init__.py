@@ -2,7 +2,7 @@
 
 Pages read without JavaScript. Actions are forms: HTMX posts them in place (the CSRF token rides in
 a header set on ``<body>``) and a browser without JavaScript posts them and follows the redirect
-back. Every action passes the same checks (``app.actions``) and runs as the same RQ task
+back. Every action passes the same checks (``app.lifecycle.access``) and runs as the same RQ task
 (``app.tasks``) as its JSON API twin: the dashboard is one more thin door into the core.
 """
 
@@ -14,18 +14,40 @@ from flask import Blueprint, Response, g, redirect, render_template, request, se
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from app.actions import Refused
-from app.api.errors import busy_message
+from app.api.errors import REFUSAL_STATUS, busy_message
 from app.auth.sessions import caller_of_session
 from app.auth.users import Caller
 from app.extensions import db
-from app.lifecycle.errors import RuleViolation, RunConflict, RunNotFound
+from app.lifecycle.access import NotAllowed
+from app.lifecycle.errors import BadInput, RuleViolation, RunConflict, RunNotFound
 from app.lifecycle.locks import RunBusy
+from app.lifecycle.members import ArchiveMissing
 from app.lifecycle.naming import BadJobId
 from app.models import Alert
+from app.names import field_with_nul
 
 bp = Blueprint("web", __name__)
 PUBLIC = {"web.login", "static"}
+
+
+class Refused(Exception):
+    """Stop handling a page's request and answer with this status and message (as a page)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@bp.before_request
+def refuse_unstorable_input() -> Any:
+    """Refuse a NUL byte in the path, the query or a form: PostgreSQL text cannot hold one (psycopg raises)."""
+    if "\x00" in request.path:
+        raise Refused(400, "the address must not contain a NUL byte")
+    for where, fields in (("query parameter", request.args), ("form field", request.form)):
+        if (name := field_with_nul(fields.items(multi=True))) is not None:
+            raise Refused(400, f"the {where} {name!r} must not contain a NUL byte")
+    return None
 
 
 @bp.before_request
@@ -97,6 +119,21 @@ def _refused(error: Refused) -> Any:
     return error_page(error.status, error.message)
 
 
+@bp.errorhandler(NotAllowed)
+def _not_allowed(error: NotAllowed) -> Any:
+    return error_page(REFUSAL_STATUS[error.kind], error.message)
+
+
+@bp.errorhandler(ArchiveMissing)
+def _archive_missing(error: ArchiveMissing) -> Any:
+    return error_page(409, str(error))
+
+
+@bp.errorhandler(BadInput)
+def _bad_input(error: BadInput) -> Any:
+    return error_page(400, str(error))
+
+
 @bp.errorhandler(RunConflict)
 def _conflict(error: RunConflict) -> Any:
     return error_page(409, str(error))
@@ -117,4 +154,4 @@ def _redis_down(error: RedisError) -> Any:
     return error_page(503, "The task queue and run locks (Redis) do not answer. Try again shortly.")
 
 
-from app.web import login, pages, reports  # noqa: E402,F401  (routes register themselves on bp)
+from app.web import actions, login, reports, runs  # noqa: E402,F401  (routes register themselves on bp)

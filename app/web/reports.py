@@ -8,25 +8,31 @@ from typing import Any
 from flask import render_template, request
 from sqlalchemy import select
 
-from app.actions import Refused
-from app.extensions import db, lifecycle, settings
+from app.extensions import db, lifecycle, redis_connection, settings
+from app.lifecycle import access, queries
 from app.lifecycle.reconcile import reconcile
-from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, Alert, Job, JobAudit, LifecycleEvent, StorageSnapshot, utcnow
-from app.monitoring import daily_activity, storage_stats
+from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, Alert, Job, StorageSnapshot, utcnow
+from app.monitoring.figures import daily_activity, site_figures, storage_stats
 from app.web import bp, charts, web_user
-from app.web.pages import PAGE_SIZE, _page_number
+from app.web.runs import PAGE_SIZE, page_of
 
 CHART_DAYS = 30
 
 
 @bp.get("/storage")
 def storage() -> Any:
-    """Storage figures: an admin's cover the site (the disk, its trend, alerts); a member's, their own runs."""
+    """Storage figures: an admin's cover the site (the disk, its trend, alerts); a member's, their own runs.
+
+    The site's figures are the cached ones the API and ``/metrics`` share (``as_of`` says when).
+    """
     user = web_user()
-    owner = None if user.is_admin else user.id
     now = utcnow()
-    stats = storage_stats(db.session, settings().scraper_data_path, owner)
-    days = daily_activity(db.session, CHART_DAYS, now, owner)
+    data_path = settings().scraper_data_path
+    if user.is_admin:
+        stats = site_figures(db.session, data_path, redis_connection())
+    else:
+        stats = storage_stats(db.session, data_path, user)
+    days = daily_activity(db.session, CHART_DAYS, now, user)
     snapshots = (
         db.session.scalars(
             select(StorageSnapshot)
@@ -68,8 +74,7 @@ def storage() -> Any:
 @bp.get("/storage/check")
 def storage_check() -> Any:
     """The read-only reconcile report (SPEC §9), for admins: what a repair would do, what needs a person."""
-    if not web_user().is_admin:
-        raise Refused(403, "only admins see the storage check")
+    access.require_admin(web_user(), "see the storage check")
     report = reconcile(lifecycle(), repair=False)
     return render_template("storage_check.html", report=report, checked_at=utcnow())
 
@@ -79,27 +84,12 @@ def audit() -> Any:
     user = web_user()
     action = request.args.get("action", "")
     outcome = request.args.get("outcome", "")
-    if action and action not in LIFECYCLE_ACTIONS:
-        raise Refused(400, f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
-    if outcome and outcome not in EVENT_OUTCOMES:
-        raise Refused(400, f"outcome must be one of {', '.join(EVENT_OUTCOMES)}")
-    number = _page_number(request.args.get("page"))
-    events = select(LifecycleEvent)
-    deletions = select(JobAudit)
-    if not user.is_admin:  # a member's own runs; a hard-deleted run's audit row still names its owner
-        events = events.where(LifecycleEvent.job_id.in_(select(Job.id).where(Job.created_by == user.id)))
-        deletions = deletions.where(JobAudit.created_by == user.id)
-    if action:
-        events = events.where(LifecycleEvent.action == action)
-    if outcome:
-        events = events.where(LifecycleEvent.outcome == outcome)
-    rows = db.session.scalars(
-        events.order_by(LifecycleEvent.started_at.desc(), LifecycleEvent.id.desc())
-        .limit(PAGE_SIZE + 1)
-        .offset((number - 1) * PAGE_SIZE)
-    ).all()
+    number, offset = page_of(request.args.get("page"))
+    events = queries.events_of(user, action=action or None, outcome=outcome or None)
+    rows = db.session.scalars(events.order_by(*queries.NEWEST_EVENTS_FIRST).limit(PAGE_SIZE + 1).offset(offset)).all()
     names = dict(db.session.execute(select(Job.id, Job.name).where(Job.id.in_({row.job_id for row in rows}))).all())
-    removed = db.session.scalars(deletions.order_by(JobAudit.deleted_at.desc()).limit(20)).all()
+    deletions = queries.audit_of(user)  # a hard-deleted run's audit row still names its owner
+    removed = db.session.scalars(deletions.order_by(*queries.NEWEST_DELETIONS_FIRST).limit(20)).all()
     return render_template(
         "audit.html",
         events=rows[:PAGE_SIZE],

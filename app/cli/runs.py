@@ -12,17 +12,18 @@ from sqlalchemy import func, select
 
 from app import tasks
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import archival, deletion, passes, verification
-from app.lifecycle.archival import folder_name_of, load_run
+from app.lifecycle import access, archival, deletion, passes, verification
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
 from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
 from app.lifecycle.reconcile import reconcile
-from app.lifecycle.runs import is_active, is_archived
-from app.models import Job, count_rows, utcnow
-from app.monitoring import check_alerts, take_snapshot, webhook_notifier
+from app.lifecycle.runs import folder_name_of, is_active, is_archived, is_in_trash, is_purged, load_run
+from app.models import Job, count_rows
 
-runs_cli = click.Group("runs", help="Archive, clean up, restore and repair runs.")
+
+@click.group("runs")
+def runs_cli() -> None:
+    """Archive, clean up, restore and repair runs."""
 
 
 def _actor() -> str:
@@ -117,20 +118,31 @@ def _enqueued(job: Any) -> None:
     click.echo(f"enqueued task {job.id}")
 
 
-def _one(action: str, job_id: Any, operation: Any, dry_run: bool, applies: Any, size_of: Any = None) -> None:
+def _one_run(
+    verb: str, rule: str, job_id: Any, *, dry_run: bool, enqueue: bool, operation: Any, task: Any, task_args: tuple = ()
+) -> None:
+    """Act on one run, asking the rules (``app.lifecycle.access``) first in every mode: a dry run says
+    what would happen, ``--enqueue`` queues only what a worker could do, in-process work runs it."""
+    lc = lifecycle()
     job = load_or_fail(job_id)
+    refused = access.refusal(access.SYSTEM, rule, job, now=lc.now(), grace_days=lc.settings.delete_grace_days)
     if dry_run:
-        count = 1 if applies(job) else 0
-        size = count * ((size_of(job) if size_of else job.size_bytes) or 0)
-        if count:
+        size = 0 if refused else ((passes.bytes_to_archive(lc, job) if rule == "archive" else job.size_bytes) or 0)
+        if not refused:
             click.echo(f"{run_folder_name(folder_name_of(job), job.id)}\t{size}")
-        click.echo(f"would {action} {_plural(count, 'run')}, {_size_text(size)}", err=True)
+        click.echo(f"would {verb} {_plural(0 if refused else 1, 'run')}, {_size_text(size)}", err=True)
+        if refused:
+            click.echo(f"  not {verb}d: {refused}", err=True)
         return
+    if refused:
+        raise click.ClickException(f"{verb} of {job_id} refused: {refused}")
+    if enqueue:
+        return _enqueued(tasks.enqueue_for_run(task, job, _actor(), *task_args))
     try:
-        outcome = operation()
+        outcome = operation(lc)
     except (LifecycleError, OSError) as error:
-        raise click.ClickException(f"{action} of {job_id} failed: {error}") from None
-    click.echo(f"{action} {job_id}: {outcome}")
+        raise click.ClickException(f"{verb} of {job_id} failed: {error}") from None
+    click.echo(f"{verb} {job_id}: {outcome}")
 
 
 def load_or_fail(job_id: Any) -> Job:
@@ -158,23 +170,21 @@ def with_batch_options(function: Any) -> Any:
 @with_batch_options
 def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue: bool) -> None:
     """Archive the runs due for archival (and expire old restored copies)."""
+    if job_id:
+        return _one_run(
+            "archive",
+            "archive",
+            job_id,
+            dry_run=dry_run,
+            enqueue=enqueue,
+            operation=lambda lc: archival.archive_run(lc, job_id, actor=_actor(), manual=True),
+            task=tasks.archive_run,
+        )
     if enqueue:
-        if job_id:
-            return _enqueued(tasks.enqueue_for_run(tasks.archive_job, load_or_fail(job_id), _actor()))
         return _enqueued(
             tasks.enqueue(tasks.archive_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
         )
-    lc = lifecycle()
-    if job_id:
-        return _one(
-            "archive",
-            job_id,
-            lambda: archival.archive_run(lc, job_id, actor=_actor(), manual=True),
-            dry_run,
-            lambda job: job.archived_at is None and job.deleted_at is None and job.completed_at is not None,
-            lambda job: passes.bytes_to_archive(lc, job),
-        )
-    _print_report(passes.archive_old_runs(lc, actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
+    _print_report(passes.archive_old_runs(lifecycle(), actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
 
 
 @runs_cli.command("cleanup")
@@ -182,22 +192,23 @@ def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
 @click.option("--reason", default="manual cleanup", help="Why (recorded in the audit) when deleting one run.")
 def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue: bool, reason: str) -> None:
     """Delete archived runs past DELETE_AFTER_DAYS and purge the trash past its grace period."""
+    if job_id:
+        rule = access.deletion_action(access.SYSTEM, None, settings().deletion_strategy)
+        return _one_run(
+            "delete",
+            rule,
+            job_id,
+            dry_run=dry_run,
+            enqueue=enqueue,
+            operation=lambda lc: deletion.delete_run(lc, job_id, actor=_actor(), reason=reason),
+            task=tasks.delete_run,
+            task_args=(reason,),
+        )
     if enqueue:
-        if job_id:
-            return _enqueued(tasks.enqueue_for_run(tasks.delete_job, load_or_fail(job_id), _actor(), reason))
         return _enqueued(
             tasks.enqueue(tasks.cleanup_old_runs, _actor(), before.isoformat() if before else None, timeout="batch")
         )
-    lc = lifecycle()
-    if job_id:
-        return _one(
-            "delete",
-            job_id,
-            lambda: deletion.delete_run(lc, job_id, actor=_actor(), reason=reason),
-            dry_run,
-            lambda job: job.deleted_at is None,
-        )
-    _print_report(passes.cleanup_old_runs(lc, actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
+    _print_report(passes.cleanup_old_runs(lifecycle(), actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
 
 
 @runs_cli.command("restore")
@@ -206,15 +217,14 @@ def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
 @click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker.")
 def restore_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
     """Extract a working copy of an archived run into jobs/."""
-    if enqueue:
-        return _enqueued(tasks.enqueue_for_run(tasks.restore_job, load_or_fail(job_id), _actor()))
-    lc = lifecycle()
-    _one(
+    _one_run(
+        "restore",
         "restore",
         job_id,
-        lambda: archival.restore_run(lc, job_id, actor=_actor()),
-        dry_run,
-        lambda job: job.archived_at is not None and job.deleted_at is None and job.restored_at is None,
+        dry_run=dry_run,
+        enqueue=enqueue,
+        operation=lambda lc: archival.restore_run(lc, job_id, actor=_actor()),
+        task=tasks.restore_run,
     )
 
 
@@ -266,8 +276,8 @@ def status_command() -> None:
         ("active", *row(is_active(), Job.size_bytes)),
         ("archived", *row(is_archived(), Job.archive_size_bytes)),
         ("restored", *row(Job.restored_at.is_not(None), Job.size_bytes)),
-        ("trash", *row(Job.deleted_at.is_not(None) & Job.purged_at.is_(None), Job.archive_size_bytes)),
-        ("purged", *row(Job.purged_at.is_not(None), Job.archive_size_bytes)),
+        ("trash", *row(is_in_trash(), Job.archive_size_bytes)),
+        ("purged", *row(is_purged(), Job.archive_size_bytes)),
     ]
     click.echo(f"{'tier':<10}{'runs':>10}{'bytes':>18}")
     for name, count, total in tiers:
@@ -316,38 +326,4 @@ def verify_command(job_id: Any, verify_all: bool, enqueue: bool) -> None:
         summary += f"; {report.left} left for the next pass"
     click.echo(summary, err=True)
     if report.mismatches or report.failed:
-        raise click.exceptions.Exit(1)
-
-
-storage_cli = click.Group("storage", help="Storage figures.")
-
-
-@storage_cli.command("snapshot")
-def snapshot_command() -> None:
-    """Take this hour's storage snapshot now (what the scheduler does hourly)."""
-    snapshot, taken = take_snapshot(db.session, settings().scraper_data_path, utcnow())
-    click.echo(
-        f"{'took' if taken else 'this hour already has'} snapshot {snapshot.id} "
-        f"at {snapshot.taken_at:%Y-%m-%d %H:%M} UTC: "
-        f"active {snapshot.active_count} runs / {snapshot.active_bytes} bytes, "
-        f"archived {snapshot.archived_count} / {snapshot.archived_bytes}, trash {snapshot.trash_bytes} bytes, "
-        f"disk {snapshot.disk_free_bytes} of {snapshot.disk_total_bytes} bytes free"
-    )
-
-
-alerts_cli = click.Group("alerts", help="Alerts.")
-
-
-@alerts_cli.command("check")
-def alerts_check_command() -> None:
-    """Check for problems now (what the scheduler does every 15 minutes): open, update, resolve alerts."""
-    s = settings()
-    report = check_alerts(
-        db.session, s.scraper_data_path, s.storage_alert_percent, utcnow(), webhook_notifier(s.alert_webhook_url)
-    )
-    for key in ("opened", "still_open", "resolved"):
-        click.echo(f"{key.replace('_', ' ')}: {', '.join(report[key]) or 'none'}")
-    for failure in report["notify_failed"]:
-        click.echo(f"  webhook failed: {failure}", err=True)
-    if report["notify_failed"]:
         raise click.exceptions.Exit(1)

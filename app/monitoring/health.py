@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, request
-from rq import Queue, Worker
+from rq import Worker
 from sqlalchemy import text
 
 from app.auth.users import bearer_caller
 from app.extensions import db, redis_connection, settings
-from app.schedule import HEARTBEAT_MISSED_POLLS, POLL_SECONDS, QUEUE_NAME, last_heartbeat
+from app.schedule import HEARTBEAT_MISSED_POLLS, POLL_SECONDS, last_heartbeat
+from app.tasks import QUEUE_NAME, task_queue
 
 bp = Blueprint("health", __name__)
 
@@ -34,7 +35,7 @@ def _check_redis() -> dict[str, Any]:
 def _check_workers() -> dict[str, Any]:
     # Worker.all lists the workers whose registration has not expired: a killed worker drops out
     # within RQ's worker TTL (7 minutes), one that stopped cleanly at once.
-    count = len(Worker.all(queue=Queue(QUEUE_NAME, connection=redis_connection())))
+    count = len(Worker.all(queue=task_queue(redis_connection())))
     if count == 0:
         return {"ok": False, "count": 0, "error": f"no live RQ worker on the {QUEUE_NAME!r} queue"}
     return {"ok": True, "count": count}

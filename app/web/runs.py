@@ -1,0 +1,184 @@
+"""The dashboard's run pages: the runs of each tier, the archived runs by day, one run with its history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from app import tasks
+from app.downloads import archive_download
+from app.extensions import db, lifecycle, settings
+from app.lifecycle import access, queries
+from app.lifecycle.errors import RunNotFound
+from app.lifecycle.members import require_archive
+from app.lifecycle.naming import parse_job_id, run_folder_name
+from app.lifecycle.runs import tier_of
+from app.models import ArchiveMember, Job, User, capped_count, utcnow
+from app.web import Refused, bp, error_page, web_user
+
+PAGE_SIZE = 50
+TIER_LABELS = {"active": "Active", "archived": "Archived", "deleted": "Deleted"}
+MEMBERS_SHOWN = 200  # the rest through the API's member list
+
+
+def page_of(raw: str | None) -> tuple[int, int]:
+    """The page number the query asks for, and the offset it starts at."""
+    return queries.page_offset(raw, PAGE_SIZE)
+
+
+def owner_names(ids: set[Any]) -> dict[Any, str]:
+    """The usernames of these user ids (for an admin's Owner column)."""
+    ids.discard(None)
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
+
+
+def _newest_first(query: Any, offset: int) -> list[Job]:
+    return db.session.scalars(query.order_by(*queries.NEWEST_RUNS_FIRST).limit(PAGE_SIZE).offset(offset)).all()
+
+
+@bp.get("/")
+def index() -> Any:
+    return redirect(url_for("web.runs"))
+
+
+@bp.get("/runs")
+def runs() -> Any:
+    user = web_user()
+    tier = request.args.get("tier", "active")
+    if tier not in TIER_LABELS:
+        raise Refused(400, "tier must be active, archived or deleted")
+    text = queries.search_text(request.args.get("q"))
+    number, offset = page_of(request.args.get("page"))
+    counts = {name: capped_count(db.session, queries.runs_in_tier(user, name)) for name in TIER_LABELS}
+    query = queries.runs_in_tier(user, tier, text=text)
+    shown = capped_count(db.session, query)[0] if text else counts[tier][0]
+    rows = _newest_first(query, offset)
+    return render_template(
+        "runs.html",
+        tier=tier,
+        tiers=TIER_LABELS,
+        counts=counts,
+        jobs=rows,
+        owners=owner_names({job.created_by for job in rows}) if user.is_admin else {},
+        q=text,
+        page=number,
+        pages=max(1, -(-shown // PAGE_SIZE)),
+        shown=shown,
+    )
+
+
+@bp.get("/archive")
+def archive_page() -> Any:
+    """The archived runs, by the day they started, with what their archives saved."""
+    user = web_user()
+    start_raw, end_raw = request.args.get("from", "").strip(), request.args.get("to", "").strip()
+    start, end = queries.date_range(start_raw, end_raw, ("from", "to"))
+    number, offset = page_of(request.args.get("page"))
+    query = queries.runs_in_tier(user, "archived", start=start, end=end)
+    condition = query.whereclause
+    runs_count, original, stored = db.session.execute(
+        select(
+            func.count(), func.coalesce(func.sum(Job.size_bytes), 0), func.coalesce(func.sum(Job.archive_size_bytes), 0)
+        ).where(condition)
+    ).one()
+    codecs = db.session.execute(
+        select(Job.compression, func.count()).where(condition).group_by(Job.compression).order_by(Job.compression)
+    ).all()
+    rows = _newest_first(query, offset)
+    filters = {key: value for key, value in (("from", start_raw), ("to", end_raw)) if value}
+    return render_template(
+        "archive.html",
+        jobs=rows,
+        owners=owner_names({job.created_by for job in rows}) if user.is_admin else {},
+        totals={"runs": int(runs_count), "original": int(original), "stored": int(stored)},
+        codecs=[(codec or "?", int(count)) for codec, count in codecs],
+        start=start_raw,
+        end=end_raw,
+        filters=filters,
+        page=number,
+        pages=max(1, -(-min(int(runs_count), queries.MAX_OFFSET) // PAGE_SIZE)),
+    )
+
+
+def visible_run(raw_id: str) -> Job:
+    """The run if the user may see it; someone else's run is simply not found."""
+    job = db.session.get(Job, parse_job_id(raw_id))
+    if job is None or not access.may_see(web_user(), job):
+        raise RunNotFound(raw_id)
+    return job
+
+
+def require(action: str, job: Job) -> None:
+    """Refuse what the run's lock would refuse later: the rules of ``app.lifecycle.access``."""
+    access.require(web_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days)
+
+
+@bp.get("/runs/<job_id>")
+def run(job_id: str) -> Any:
+    job = visible_run(job_id)
+    user = web_user()
+    events = db.session.scalars(queries.run_history(job.id)).all()
+    task_id = request.args.get("task", "")
+    task = None
+    if task_id and tasks.TASK_ID.match(task_id):
+        task = tasks.task_state(task_id, user)
+    owner = db.session.get(User, job.created_by) if job.created_by else None
+    members, member_count = [], 0
+    if tier_of(job) == "archived":
+        in_archive = select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.kind == "file")
+        members = db.session.scalars(in_archive.order_by(ArchiveMember.id).limit(MEMBERS_SHOWN)).all()
+        member_count = capped_count(db.session, in_archive)[0]
+    s = settings()
+    return render_template(
+        "run.html",
+        members=members,
+        member_count=member_count,
+        job=job,
+        tier=tier_of(job),
+        folder=run_folder_name(job.folder_name, job.id) if job.folder_name else str(job.id),
+        owner=owner.username if owner else None,
+        events=events,
+        task=task,
+        task_label=request.args.get("doing", ""),
+        can=access.possible_actions(
+            user, job, now=utcnow(), grace_days=s.delete_grace_days, configured_strategy=s.deletion_strategy
+        ),
+        settings=s,
+        grace_until=_grace_until(job),
+    )
+
+
+def _grace_until(job: Job) -> datetime | None:
+    if job.deleted_at is None or job.purged_at is not None:
+        return None
+    return job.deleted_at + timedelta(days=settings().delete_grace_days)
+
+
+@bp.get("/runs/<job_id>/download")
+def download(job_id: str) -> Any:
+    job = visible_run(job_id)
+    require("download", job)
+    require_archive(lifecycle(), job)
+    return archive_download(job)
+
+
+@bp.get("/tasks/<task_id>")
+def task(task_id: str) -> Any:
+    """The progress of a task the user started: polled by HTMX until it ends, then back to the run."""
+    if not tasks.TASK_ID.match(task_id):
+        return error_page(400, "a task id has only letters, digits, '_' and '-'")
+    user = web_user()
+    state = tasks.task_state(task_id, user)
+    if state is None:
+        return error_page(404, "There is no such task, or it is not yours to see.")
+    job = visible_run(request.args.get("job", ""))
+    label = request.args.get("doing", "Working")[:40]
+    if state["status"] == "finished":
+        flash(f"{label} finished.")
+        return "", 204, {"HX-Redirect": url_for("web.run", job_id=job.id)}
+    return render_template("_task.html", task=state, label=label, job=job)
