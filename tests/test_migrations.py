@@ -32,6 +32,7 @@ def test_upgrade_check_downgrade_upgrade(fresh_database_url, tmp_path, clean_env
             "ix_jobs_active_status_created_at_id",
             "ix_jobs_active_scraper_created_at_id",
             "ix_jobs_deleted_created_at_id",
+            "ix_jobs_archived_totals",
         } <= indexes
         if db.engine.dialect.name == "postgresql":
             with db.engine.connect() as connection:

@@ -26,6 +26,7 @@ depends_on = None
 
 ACTIVE = 'archived_at IS NULL AND deleted_at IS NULL'
 DELETED = 'deleted_at IS NOT NULL'
+ARCHIVED = 'archived_at IS NOT NULL AND deleted_at IS NULL'
 # The columns matching_text (app.lifecycle.runs) compares, as the queries write them.
 SEARCHED = {'name': 'name', 'scraper': 'scraper', 'folder_name': 'folder_name', 'id': '(CAST(id AS VARCHAR))'}
 
@@ -49,6 +50,14 @@ def upgrade():
                 postgresql_where=sa.text(DELETED),
                 sqlite_where=sa.text(DELETED),
             )
+        batch_op.create_index(
+            'ix_jobs_archived_totals',
+            ['created_at'],
+            unique=False,
+            postgresql_include=['compression', 'size_bytes', 'archive_size_bytes', 'created_by'],
+            postgresql_where=sa.text(ARCHIVED),
+            sqlite_where=sa.text(ARCHIVED),
+        )
     bind = op.get_bind()
     if bind.dialect.name != 'postgresql':
         return
@@ -71,6 +80,7 @@ def downgrade():
             op.execute(f'DROP INDEX ix_jobs_active_{name}_trgm')
         # The extension stays: other tables or databases' users may rely on it.
     with op.batch_alter_table('jobs', schema=None, recreate='never') as batch_op:
+        batch_op.drop_index('ix_jobs_archived_totals')
         batch_op.drop_index('ix_jobs_deleted_created_by_created_at')
         batch_op.drop_index('ix_jobs_deleted_created_at_id')
         for column in ('scraper', 'status'):
