@@ -27,8 +27,8 @@ from app.lifecycle.access import Actor
 from app.lifecycle.events import SUPERSEDED, state_token
 from app.lifecycle.naming import parse_job_id
 from app.models import utcnow
-from app.monitoring.alerts import check_alerts as check_alerts_now
-from app.monitoring.alerts import webhook_notifier
+from app.monitoring.alert_check import check_alerts as check_alerts_now
+from app.monitoring.alert_check import webhook_notifier
 from app.monitoring.snapshots import take_snapshot
 
 QUEUE_NAME = "agar"
@@ -292,17 +292,17 @@ def _act_on_run(operation: Any, job_id: str, **options: Any) -> dict:
     return progress.finish({"job_id": job_id, "outcome": outcome})
 
 
-def archive_run(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+def archive_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
     return _act_on_run(
         archival.archive_run, job_id, actor=actor, reason=reason, manual=True, expected_state=expected_state
     )
 
 
-def restore_run(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
+def restore_job(job_id: str, actor: str, reason: str | None = None, expected_state: str | None = None) -> dict:
     return _act_on_run(archival.restore_run, job_id, actor=actor, reason=reason, expected_state=expected_state)
 
 
-def delete_run(
+def delete_job(
     job_id: str, actor: str, reason: str, strategy: str | None = None, expected_state: str | None = None
 ) -> dict:
     return _act_on_run(

@@ -87,7 +87,7 @@ def test_restore_enqueues_for_archived_runs(member, archived_run, redis_db):
     response = member.post(f"/api/scraper/jobs/{job.id}/restore")
     assert response.status_code == 202
     queued = Queue(tasks.QUEUE_NAME, connection=redis_db).fetch_job(response.json["task_id"])
-    assert queued.func_name == "app.tasks.restore_run" and queued.args[:2] == (str(job.id), "max")
+    assert queued.func_name == "app.tasks.restore_job" and queued.args[:2] == (str(job.id), "max")
 
 
 def test_delete_needs_a_reason_and_admins_alone_choose_hard(member, admin, archived_run, redis_db):
@@ -196,7 +196,7 @@ def test_a_task_waiting_for_its_retry_shows_retrying_the_attempt_and_the_last_er
     folder = lc.settings.jobs_path / f"{job.folder_name}_{job.id}"
     shutil.rmtree(folder)  # the run's folder is gone: archiving it fails
     lc.session.commit()
-    task = tasks.enqueue(tasks.archive_run, str(job.id), "max", owner=str(member.user.id))
+    task = tasks.enqueue(tasks.archive_job, str(job.id), "max", owner=str(member.user.id))
     assert admin.get(f"/api/scraper/tasks/{task.id}").json["status"] == "queued"
     run_burst_worker(process_env, timeout=120)  # the first attempt fails; RQ schedules the second in 30 s
     body = admin.get(f"/api/scraper/tasks/{task.id}").json

@@ -41,12 +41,12 @@ def test_a_delete_retried_after_the_owner_undeleted_and_restored_does_nothing(lc
     asked_against = state_token(archival.load_run(lc, job.id))
 
     with lc.locks.run(job.id), pytest.raises(RunBusy):  # the first attempt loses the race
-        tasks.delete_run(str(job.id), "max", "tidy up", "soft", expected_state=asked_against)
+        tasks.delete_job(str(job.id), "max", "tidy up", "soft", expected_state=asked_against)
     deletion.delete_run(lc, job.id, actor="olga", reason="mistake", strategy="soft")
     deletion.undelete_run(lc, job.id, actor="max")
     archival.restore_run(lc, job.id, actor="max")
 
-    result = tasks.delete_run(str(job.id), "max", "tidy up", "soft", expected_state=asked_against)
+    result = tasks.delete_job(str(job.id), "max", "tidy up", "soft", expected_state=asked_against)
     assert result["outcome"] == "superseded"
     row = archival.load_run(lc, job.id)
     assert row.deleted_at is None and row.restored_at is not None
@@ -62,7 +62,7 @@ def test_archive_and_restore_tasks_are_superseded_too(lc, make_run, action):
         archival.archive_run(lc, job.id, actor="scheduler")
     token = state_token(archival.load_run(lc, job.id))
     deletion.delete_run(lc, job.id, actor="ada", reason="changed meanwhile", strategy="soft")
-    task = tasks.archive_run if action == "archive" else tasks.restore_run
+    task = tasks.archive_job if action == "archive" else tasks.restore_job
     assert task(str(job.id), "ada", expected_state=token)["outcome"] == "superseded"
     assert archival.load_run(lc, job.id).deleted_at is not None
 
@@ -121,7 +121,7 @@ def test_a_killed_archival_is_recorded_interrupted_and_repaired_when_a_worker_st
     event = last_event(lc, job.id, "archive")
     assert event.outcome == "failed" and event.error == INTERRUPTED
     assert tree(folder) == original
-    from app.monitoring.alerts import alert_conditions
+    from app.monitoring.alert_check import alert_conditions
 
     failures = alert_conditions(lc.session, lc.settings.scraper_data_path, 100, lc.now())["archive_failures"]
     assert failures is not None  # the alerts see it

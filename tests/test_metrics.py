@@ -31,7 +31,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc
     deletion.delete_run(lc, trashed.id, actor="test", reason="dup", strategy="soft")
     lc.session.add(Alert(kind="disk_full", severity="warning", message="x"))
     lc.session.commit()
-    tasks.enqueue(tasks.archive_run, str(active.id), "test")
+    tasks.enqueue(tasks.archive_job, str(active.id), "test")
     response = client.get("/metrics", headers=admin.headers)
     assert response.status_code == 200 and response.content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE agar_lifecycle_events_total counter" in response.text

@@ -62,7 +62,7 @@ def test_alerts_open_once_update_and_resolve_when_the_problem_is_gone(lc):
     import uuid
 
     from app.models import Alert, LifecycleEvent
-    from app.monitoring.alerts import check_alerts
+    from app.monitoring.alert_check import check_alerts
 
     data = lc.settings.scraper_data_path
     now = datetime.now(UTC)
@@ -89,7 +89,7 @@ def test_the_archive_failure_alert_resolves_once_each_run_archived_after_failing
     import uuid
 
     from app.models import Alert, LifecycleEvent
-    from app.monitoring.alerts import check_alerts
+    from app.monitoring.alert_check import check_alerts
 
     data, start = lc.settings.scraper_data_path, datetime.now(UTC)
     first, second = uuid.uuid4(), uuid.uuid4()
@@ -134,7 +134,7 @@ def test_a_new_alert_is_posted_to_the_webhook_and_a_dead_webhook_is_reported(lc)
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from app.models import Alert
-    from app.monitoring.alerts import check_alerts, webhook_notifier
+    from app.monitoring.alert_check import check_alerts, webhook_notifier
 
     received = []
 
@@ -182,7 +182,7 @@ def test_alerts_check_command(runner, lc, monkeypatch):
 def test_an_alert_raised_by_the_lifecycle_is_sent_once_by_the_next_check(lc, make_run):
     """An archive_corrupt alert is raised mid-request or mid-task; the alert check sends it to the webhook."""
     from app.lifecycle.alerts import mark_archive_corrupt
-    from app.monitoring.alerts import check_alerts
+    from app.monitoring.alert_check import check_alerts
 
     job = make_run(days_ago=10)
     archival.archive_run(lc, job.id, actor="scheduler")
@@ -199,7 +199,7 @@ def test_an_alert_raised_by_the_lifecycle_is_sent_once_by_the_next_check(lc, mak
 
 def test_a_failed_send_of_a_raised_alert_is_tried_again(lc, make_run):
     from app.lifecycle.alerts import raise_alert
-    from app.monitoring.alerts import check_alerts
+    from app.monitoring.alert_check import check_alerts
 
     raise_alert(lc.session, "archive_failed", "warning", "kept a folder", subject="run-1", now=lc.now())
     lc.session.commit()

@@ -234,9 +234,32 @@ def test_the_cli_asks_the_rules_in_every_mode(app, lc, make_run, redis_db, tier)
             assert queue.count == queued_before + (1 if allowed else 0)
             if not allowed:
                 assert "refused" in enqueued.output
+                before = _tier_columns(lc, job)
                 in_process = runner.invoke(args=["runs", command, "--job", str(job.id)])
-                assert in_process.exit_code == 1 and "refused" in in_process.output
+                # In process the operation asks under the lock: refused, or skipped when already done.
+                refused_there = in_process.exit_code == 1 and "refused" in in_process.output
+                skipped = in_process.exit_code == 0 and ": skipped" in in_process.output
+                assert refused_there or skipped, (tier, status, command, in_process.output)
+                assert _tier_columns(lc, job) == before
             queue.empty()
+
+
+def _tier_columns(lc, job):
+    lc.session.expire_all()
+    row = lc.session.get(Job, job.id)
+    return row.archived_at, row.deleted_at, row.purged_at, row.restored_at
+
+
+def test_the_cli_reruns_one_run_harmlessly(app, lc, make_run):
+    runner = app.test_cli_runner()
+    job = make_run()
+    for command in ("archive", "cleanup"):
+        first = runner.invoke(args=["runs", command, "--job", str(job.id)])
+        again = runner.invoke(args=["runs", command, "--job", str(job.id)])
+        assert first.exit_code == 0 and first.output.endswith(": succeeded\n"), first.output
+        assert again.exit_code == 0 and again.output.endswith(": skipped\n"), again.output
+    refused = runner.invoke(args=["runs", "archive", "--job", str(job.id), "--enqueue"])
+    assert refused.exit_code == 1 and "refused" in refused.output  # a deleted run is not queued
 
 
 def test_the_operations_ask_the_rules_again_under_the_lock(lc, make_run, clock):

@@ -48,14 +48,14 @@ def test_per_run_tasks_archive_restore_delete(lc, make_run, redis_db, worker_env
     job = make_run(days_ago=10)
     lc.session.commit()
     queue = Queue(tasks.QUEUE_NAME, connection=redis_db)
-    archive = queue.enqueue(tasks.archive_run, str(job.id), "ada", "manual")
+    archive = queue.enqueue(tasks.archive_job, str(job.id), "ada", "manual")
     run_workers(worker_env)
-    restore = queue.enqueue(tasks.restore_run, str(job.id), "ada")
+    restore = queue.enqueue(tasks.restore_job, str(job.id), "ada")
     run_workers(worker_env)
     lc.session.expire_all()
     assert lc.session.get(Job, job.id).restored_at is not None
     assert find_run_folder(lc.settings.jobs_path, job.folder_name, job.id) is not None
-    delete = queue.enqueue(tasks.delete_run, str(job.id), "ada", "no longer needed")
+    delete = queue.enqueue(tasks.delete_job, str(job.id), "ada", "no longer needed")
     run_workers(worker_env)
     for rq_job in (archive, restore, delete):
         fetched = RQJob.fetch(rq_job.id, connection=redis_db)
@@ -65,7 +65,7 @@ def test_per_run_tasks_archive_restore_delete(lc, make_run, redis_db, worker_env
 
 
 def test_a_failing_task_fails_loudly_and_is_scheduled_for_retry(lc, redis_db, worker_env):
-    rq_job = tasks.enqueue(tasks.archive_run, str(uuid.uuid4()), "ada")
+    rq_job = tasks.enqueue(tasks.archive_job, str(uuid.uuid4()), "ada")
     run_workers(worker_env)
     fetched = RQJob.fetch(rq_job.id, connection=redis_db)
     assert fetched.get_status() in ("scheduled", "failed")

@@ -58,28 +58,28 @@ def _start(action: str, task: Any, job_id: str) -> Any:
 
 @bp.post("/jobs/<job_id>/archive")
 @documented(ok=(202, "Accepted"), body="Reason")
-def archive_job(job_id: str) -> Any:
+def archive_now(job_id: str) -> Any:
     """Archive the run now (a manual override of the age rule) → 202 with a task."""
-    return _start("archive", tasks.archive_run, job_id)
+    return _start("archive", tasks.archive_job, job_id)
 
 
 @bp.post("/jobs/<job_id>/restore")
 @documented(ok=(202, "Accepted"), body="Reason")
-def restore_job(job_id: str) -> Any:
+def restore_now(job_id: str) -> Any:
     """Restore a working copy of an archived run into jobs/ → 202 with a task."""
-    return _start("restore", tasks.restore_run, job_id)
+    return _start("restore", tasks.restore_job, job_id)
 
 
 @bp.delete("/jobs/<job_id>")
 @documented(ok=(202, "Accepted"), body="Deletion")
-def delete_job(job_id: str) -> Any:
+def delete_now(job_id: str) -> Any:
     """Delete the run now, with a reason → 202 with a task. Admins alone may hard-delete."""
     job = visible_job(job_id)
     body = json_body({"reason", "strategy"})
     reason = _reason(body, required=True)
     action = access.deletion_action(current_user(), body.get("strategy"), settings().deletion_strategy)
     require(action, job)
-    return enqueue_for(tasks.delete_run, job, reason, access.STRATEGY_OF[action])
+    return enqueue_for(tasks.delete_job, job, reason, access.STRATEGY_OF[action])
 
 
 @bp.post("/jobs/<job_id>/undelete")

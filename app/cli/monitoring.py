@@ -6,7 +6,7 @@ import click
 
 from app.extensions import db, settings
 from app.models import utcnow
-from app.monitoring.alerts import check_alerts, webhook_notifier
+from app.monitoring.alert_check import check_alerts, webhook_notifier
 from app.monitoring.snapshots import take_snapshot
 
 

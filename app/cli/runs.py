@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app import tasks
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import access, archival, deletion, passes, verification
+from app.lifecycle import access, archival, deletion, passes, queries, verification
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
 from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
@@ -121,8 +121,9 @@ def _enqueued(job: Any) -> None:
 def _one_run(
     verb: str, rule: str, job_id: Any, *, dry_run: bool, enqueue: bool, operation: Any, task: Any, task_args: tuple = ()
 ) -> None:
-    """Act on one run, asking the rules (``app.lifecycle.access``) first in every mode: a dry run says
-    what would happen, ``--enqueue`` queues only what a worker could do, in-process work runs it."""
+    """Act on one run, as the rules (``app.lifecycle.access``) allow: a dry run says what would happen,
+    ``--enqueue`` queues only what a worker could do, and in-process work runs the operation, which
+    asks the rules under the run's lock (and skips what is already done: a rerun is harmless)."""
     lc = lifecycle()
     job = load_or_fail(job_id)
     refused = access.refusal(access.SYSTEM, rule, job, now=lc.now(), grace_days=lc.settings.delete_grace_days)
@@ -134,12 +135,14 @@ def _one_run(
         if refused:
             click.echo(f"  not {verb}d: {refused}", err=True)
         return
-    if refused:
-        raise click.ClickException(f"{verb} of {job_id} refused: {refused}")
     if enqueue:
+        if refused:
+            raise click.ClickException(f"{verb} of {job_id} refused: {refused}")
         return _enqueued(tasks.enqueue_for_run(task, job, _actor(), *task_args))
     try:
         outcome = operation(lc)
+    except access.NotAllowed as error:
+        raise click.ClickException(f"{verb} of {job_id} refused: {error}") from None
     except (LifecycleError, OSError) as error:
         raise click.ClickException(f"{verb} of {job_id} failed: {error}") from None
     click.echo(f"{verb} {job_id}: {outcome}")
@@ -178,7 +181,7 @@ def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
             dry_run=dry_run,
             enqueue=enqueue,
             operation=lambda lc: archival.archive_run(lc, job_id, actor=_actor(), manual=True),
-            task=tasks.archive_run,
+            task=tasks.archive_job,
         )
     if enqueue:
         return _enqueued(
@@ -193,6 +196,10 @@ def archive_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
 def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue: bool, reason: str) -> None:
     """Delete archived runs past DELETE_AFTER_DAYS and purge the trash past its grace period."""
     if job_id:
+        try:
+            reason = queries.reason_text(reason, required=True)
+        except LifecycleError as error:
+            raise click.BadParameter(str(error), param_hint="--reason") from None
         rule = access.deletion_action(access.SYSTEM, None, settings().deletion_strategy)
         return _one_run(
             "delete",
@@ -201,7 +208,7 @@ def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
             dry_run=dry_run,
             enqueue=enqueue,
             operation=lambda lc: deletion.delete_run(lc, job_id, actor=_actor(), reason=reason),
-            task=tasks.delete_run,
+            task=tasks.delete_job,
             task_args=(reason,),
         )
     if enqueue:
@@ -224,7 +231,7 @@ def restore_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
         dry_run=dry_run,
         enqueue=enqueue,
         operation=lambda lc: archival.restore_run(lc, job_id, actor=_actor()),
-        task=tasks.restore_run,
+        task=tasks.restore_job,
     )
 
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, false, select, true
 
 from app.config import DELETION_STRATEGIES
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import LifecycleError, RunConflict
+from app.lifecycle.runs import tier_from
 from app.models import FINISHED_STATUSES, Job, JobAudit, LifecycleEvent
 
 # What can be done to one run, in the product's words.
@@ -98,7 +99,9 @@ def may_see(actor: Actor, job: Any) -> bool:
 
 def visible(actor: Actor) -> ColumnElement[bool]:
     """SQL condition on ``jobs``: the runs ``actor`` may see."""
-    return true() if actor.is_admin else Job.created_by == actor.id
+    if actor.is_admin:
+        return true()
+    return false() if actor.id is None else Job.created_by == actor.id  # an unowned run is an admin's
 
 
 def visible_runs(actor: Actor, *columns: Any) -> Select:
@@ -132,15 +135,15 @@ def require_admin(actor: Actor, doing: str) -> None:
 
 
 def _tier(job: Any) -> str:
-    """``active``, ``archived``, ``deleted`` (in the trash) or ``purged`` (only the row and audit remain)."""
-    if job.deleted_at is not None:
-        return "purged" if job.purged_at is not None else "deleted"
-    return "archived" if job.archived_at is not None else "active"
+    """The run's tier (``tier_from``), with ``purged`` apart from ``deleted``: only its row and audit remain."""
+    if job.purged_at is not None:
+        return "purged"
+    return tier_from(job.archived_at, job.deleted_at)
 
 
 def _owner_or_admin(actor: Actor, job: Any, doing: str) -> None:
     if not may_see(actor, job):
-        raise Forbidden(f"only admins {doing} of others' runs")
+        raise Forbidden(f"only admins {doing} others' runs")
 
 
 def _finished(job: Any, then: str) -> None:
@@ -154,9 +157,16 @@ def _in_tier(job: Any, *tiers: str) -> None:
         raise NotNow(f"run {job.id} is {tier}; this needs a run that is {' or '.join(tiers)}", "wrong_tier")
 
 
+def grace_ends(job: Any, grace_days: int) -> datetime | None:
+    """When a run in the trash stops being undeletable (DELETE_GRACE_DAYS after its deletion), or None."""
+    if job.deleted_at is None or job.purged_at is not None:
+        return None
+    return job.deleted_at + timedelta(days=grace_days)
+
+
 def _grace_left(job: Any, now: datetime, grace_days: int) -> None:
-    ends = job.deleted_at + timedelta(days=grace_days)
-    if now >= ends:
+    ends = grace_ends(job, grace_days)
+    if ends is not None and now >= ends:
         raise NotNow(f"the grace period of run {job.id} ended at {ends:%Y-%m-%d %H:%M} UTC", "grace_ended")
 
 
@@ -165,7 +175,7 @@ def _check(actor: Actor, action: str, job: Any, now: datetime, grace_days: int) 
         raise ValueError(f"no action {action!r}")  # a programming error, not a refusal
     if action in ("hard_delete", "purge") and not actor.is_admin:
         raise Forbidden("only admins may hard-delete" if action == "hard_delete" else "only admins purge the trash")
-    _owner_or_admin(actor, job, "act on the runs")
+    _owner_or_admin(actor, job, "act on")
     if action == "archive":
         _in_tier(job, "active")
         _finished(job, "only finished runs are archived")
@@ -193,7 +203,7 @@ def refusal(actor: Actor, action: str, job: Any, *, now: datetime, grace_days: i
     """Why ``actor`` may not ``action`` this run now, or None when they may.
 
     ``job`` is a ``Job`` or a row with its columns; ``now`` and ``grace_days`` (DELETE_GRACE_DAYS)
-    decide whether an undelete is still possible. A run the actor may not see is ``not_owner``:
+    decide whether an undelete is still possible. A run the actor may not see is ``Forbidden``:
     doors that hide such runs answer "not found" before asking.
     """
     try:

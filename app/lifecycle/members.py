@@ -78,11 +78,12 @@ class MemberRead:
 def require_archive(lc: Lifecycle, job: Job) -> None:
     """Refuse a run whose archive file is not in the store (``ArchiveMissing``)."""
     if not job.archive_path or not lc.store.exists(job.archive_path):
-        # Loud: the record says an archive is there. The alert is the same a verification pass raises.
-        detail = f"the archive file {job.archive_path} is not in the store"
-        mark_archive_corrupt(lc.session, job, detail, now=lc.now(), outcome="missing")
-        lc.session.commit()
-        raise ArchiveMissing(f"the archive of run {job.id} is missing; an alert has been raised")
+        # A read changes nothing: a deletion or undelete may be moving the file this instant. The
+        # verification pass, under the run's lock, is what records a missing archive and alerts.
+        raise ArchiveMissing(
+            f"the archive of run {job.id} is not in the store; `flask runs verify --job {job.id}` checks it"
+            " and raises the alert if it is gone"
+        )
 
 
 def member_page(lc: Lifecycle, job: Job, limit: int, offset: int) -> tuple[list[ArchiveMember], int]:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Select, and_, not_, or_, select
 
 from app.config import Settings
+from app.lifecycle.runs import is_active, is_archived, is_in_trash
 from app.models import FINISHED_STATUSES, Job
 
 
@@ -32,8 +33,7 @@ def runs_due_for_archival(settings: Settings, now: datetime, before: datetime | 
     cutoff = before or archival_cutoff(settings, now)
     return select(Job).where(
         Job.status.in_(FINISHED_STATUSES),
-        Job.archived_at.is_(None),
-        Job.deleted_at.is_(None),
+        is_active(),
         Job.completed_at < cutoff,
         not_(is_protected(now)),
     )
@@ -43,9 +43,8 @@ def runs_due_for_cleanup(settings: Settings, now: datetime, before: datetime | N
     """Archived, unprotected runs older than DELETE_AFTER_DAYS: never a run without a verified archive."""
     cutoff = before or cleanup_cutoff(settings, now)
     return select(Job).where(
-        Job.archived_at.is_not(None),
+        is_archived(),
         Job.archive_path.is_not(None),
-        Job.deleted_at.is_(None),
         Job.completed_at < cutoff,
         not_(is_protected(now)),
     )
@@ -67,8 +66,7 @@ def trash_due_for_purge(settings: Settings, now: datetime) -> Select:
     A run whose archive was found corrupt stays until a person has looked and it verifies again.
     """
     return select(Job).where(
-        Job.deleted_at.is_not(None),
-        Job.purged_at.is_(None),
+        is_in_trash(),
         Job.deleted_at <= now - timedelta(days=settings.delete_grace_days),
         or_(Job.verify_outcome.is_(None), Job.verify_outcome != "corrupt"),
     )

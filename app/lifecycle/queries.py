@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, select
 
+from app.config import DELETION_STRATEGIES
 from app.lifecycle.access import Actor, audit_visible, events_visible, visible_runs
 from app.lifecycle.errors import BadInput
 from app.lifecycle.runs import is_active, is_archived, is_deleted, matching_text
@@ -243,7 +244,7 @@ def audit_of(
     end: datetime | None = None,
 ) -> Select:
     """The deletion audit ``actor`` may see, by run, strategy, who deleted and date (unordered)."""
-    one_of(strategy, "strategy", ("soft", "hard"))
+    one_of(strategy, "strategy", DELETION_STRATEGIES)
     conditions = [audit_visible(actor)]
     if job_id is not None:
         conditions.append(JobAudit.job_id == job_id)

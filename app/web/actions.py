@@ -20,9 +20,9 @@ from app.web.runs import require, visible_run
 
 # The long work each button starts, and what the page says while it runs.
 TASKS = {
-    "archive": (tasks.archive_run, "Archiving"),
-    "restore": (tasks.restore_run, "Restoring"),
-    "delete": (tasks.delete_run, "Deleting"),
+    "archive": (tasks.archive_job, "Archiving"),
+    "restore": (tasks.restore_job, "Restoring"),
+    "delete": (tasks.delete_job, "Deleting"),
 }
 
 

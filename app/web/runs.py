@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -155,14 +154,8 @@ def run(job_id: str) -> Any:
             user, job, now=utcnow(), grace_days=s.delete_grace_days, configured_strategy=s.deletion_strategy
         ),
         settings=s,
-        grace_until=_grace_until(job),
+        grace_until=access.grace_ends(job, s.delete_grace_days),
     )
-
-
-def _grace_until(job: Job) -> datetime | None:
-    if job.deleted_at is None or job.purged_at is not None:
-        return None
-    return job.deleted_at + timedelta(days=settings().delete_grace_days)
 
 
 @bp.get("/runs/<job_id>/download")

@@ -16,8 +16,12 @@ have: a page of it sorted all 180,000 deleted runs (380 ms).
 The trigram indexes, named ``*_trgm``, live in this migration only (the models cannot declare an
 index for one database alone; migrations/env.py leaves them out of the models' comparison).
 """
+import logging
+
 import sqlalchemy as sa
 from alembic import op
+
+log = logging.getLogger('alembic.runtime.migration')
 
 revision = '0006_list_filter_indexes'
 down_revision = '0005_session_epoch'
@@ -26,7 +30,6 @@ depends_on = None
 
 ACTIVE = 'archived_at IS NULL AND deleted_at IS NULL'
 DELETED = 'deleted_at IS NOT NULL'
-ARCHIVED = 'archived_at IS NOT NULL AND deleted_at IS NULL'
 # The columns matching_text (app.lifecycle.runs) compares, as the queries write them.
 SEARCHED = {'name': 'name', 'scraper': 'scraper', 'folder_name': 'folder_name', 'id': '(CAST(id AS VARCHAR))'}
 
@@ -50,20 +53,19 @@ def upgrade():
                 postgresql_where=sa.text(DELETED),
                 sqlite_where=sa.text(DELETED),
             )
-        batch_op.create_index(
-            'ix_jobs_archived_totals',
-            ['created_at'],
-            unique=False,
-            postgresql_include=['compression', 'size_bytes', 'archive_size_bytes', 'created_by'],
-            postgresql_where=sa.text(ARCHIVED),
-            sqlite_where=sa.text(ARCHIVED),
-        )
     bind = op.get_bind()
     if bind.dialect.name != 'postgresql':
         return
-    # pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner may create it. Its
-    # operator class is named with the schema it lives in, which need not be on the search path.
-    op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+    # pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner may create it. A role
+    # that may not (a managed database, least privilege) keeps every list working, searches scan:
+    # the indexes only speed them up, so their absence is said, not fatal. Its operator class is
+    # named with the schema it lives in, which need not be on the search path.
+    try:
+        with bind.begin_nested():
+            bind.execute(sa.text('CREATE EXTENSION IF NOT EXISTS pg_trgm'))
+    except sa.exc.DBAPIError as error:
+        log.warning('no pg_trgm (%s): text searches of the active list will scan', str(error).splitlines()[0])
+        return
     home = bind.execute(
         sa.text("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'")
     ).scalar_one()
@@ -77,10 +79,9 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         for name in SEARCHED:
-            op.execute(f'DROP INDEX ix_jobs_active_{name}_trgm')
+            op.execute(f'DROP INDEX IF EXISTS ix_jobs_active_{name}_trgm')
         # The extension stays: other tables or databases' users may rely on it.
     with op.batch_alter_table('jobs', schema=None, recreate='never') as batch_op:
-        batch_op.drop_index('ix_jobs_archived_totals')
         batch_op.drop_index('ix_jobs_deleted_created_by_created_at')
         batch_op.drop_index('ix_jobs_deleted_created_at_id')
         for column in ('scraper', 'status'):
