@@ -8,7 +8,10 @@
   and no repeat, whatever the page size;
 - reads run in autocommit (no transaction around them); a pooled connection that died while
   idle is replaced before use;
-- responses go through orjson: the same JSON shapes as before.
+- responses go through orjson: the same JSON shapes as before;
+- the run, audit and events lists build their statements once per shape of listing (admin or
+  member, which filters are given), the member's id bound at execution: a member still sees only
+  their own rows; a call with a valid token skips the throttle's evaluation (it is exempt anyway).
 """
 
 from __future__ import annotations
@@ -305,6 +308,128 @@ def test_a_full_last_page_ends_with_an_empty_one(member):
     assert body["next_cursor"] is not None
     after = member.get(f"/api/scraper/jobs?limit=2&cursor={body['next_cursor']}").json
     assert after["items"] == [] and after["next_cursor"] is None and after["total"] == 2
+
+
+# -- statements built once per shape of listing ----------------------------------------------------
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """The run lists' statements start unbuilt; returns how often ``runs_in_tier`` is asked for one."""
+    monkeypatch.setattr(listing, "_SHAPES", {})
+    calls: list[str] = []
+    original = listing.queries.runs_in_tier
+
+    def counted(actor, tier, **filters):  # type: ignore[no-untyped-def]
+        calls.append(tier)
+        return original(actor, tier, **filters)
+
+    monkeypatch.setattr(listing.queries, "runs_in_tier", counted)
+    return calls
+
+
+def test_a_run_list_builds_its_statement_once_per_shape(member, other_member, admin, built):
+    register(member, 2)
+    for account in (member, other_member, member):
+        assert account.get("/api/scraper/jobs?limit=1").status_code == 200
+    assert built == ["active"]  # one member shape, whoever the member is
+    admin.get("/api/scraper/jobs?limit=1")
+    admin.get("/api/scraper/jobs?limit=5&status=pending")
+    admin.get("/api/scraper/jobs?limit=7&status=running")  # the same shape: one status, another value
+    assert built == ["active", "active", "active"]
+    admin.get("/api/scraper/jobs?q=run")  # a text search is built for its request
+    admin.get("/api/scraper/jobs?q=run")
+    assert len(built) == 5
+
+
+FILTERED = [
+    "",
+    "status=pending",
+    "status=pending,running,pending",
+    "scraper=books",
+    "start_date=2000-01-01",
+    "end_date=2999-01-01",
+    "start_date=2000-01-01&end_date=2999-01-01&scraper=books&status=pending",
+    "offset=1",
+]
+
+
+@pytest.mark.parametrize("filters", FILTERED)
+def test_a_member_sees_only_their_runs_through_a_shared_statement(member, other_member, admin, built, filters):
+    mine = {run["id"] for run in register(member, 3)}
+    theirs = {run["id"] for run in register(other_member, 2)}
+    everyone = mine | theirs
+    skipped = 1 if "offset" in filters else 0
+    for account, expected in ((member, mine), (other_member, theirs), (admin, everyone), (member, mine)):
+        body = account.get(f"/api/scraper/jobs?limit=50&{filters}").json
+        ids = {item["id"] for item in body["items"]}
+        assert ids <= expected and len(ids) == len(expected) - skipped
+        assert body["total"] == len(expected)
+        first = account.get(f"/api/scraper/jobs?limit=1&{filters}").json  # and on by cursor
+        after = account.get(f"/api/scraper/jobs?limit=50&cursor={first['next_cursor']}&{filters}").json
+        assert {item["id"] for item in first["items"] + after["items"]} <= expected
+
+
+def test_the_archived_list_shares_its_statements_but_not_its_runs(member, other_member, lc, make_run, built):
+    from app.lifecycle import archival
+
+    mine = make_run(owner=member.user.id)
+    theirs = make_run(owner=other_member.user.id)
+    for run in (mine, theirs):
+        archival.archive_run(lc, run.id, actor="t")
+    assert [item["id"] for item in member.get("/api/scraper/jobs/archived").json["items"]] == [str(mine.id)]
+    assert [item["id"] for item in other_member.get("/api/scraper/jobs/archived").json["items"]] == [str(theirs.id)]
+    assert built == ["archived"]
+
+
+@pytest.mark.parametrize("filters", ["", "start_date=2000-01-01&end_date=2999-01-01", "offset=0&limit=5"])
+def test_the_audit_and_events_share_statements_but_not_rows(member, other_member, admin, lc, make_run, built, filters):
+    from app.lifecycle import archival, deletion
+
+    mine = make_run(days_ago=40, owner=member.user.id)
+    theirs = make_run(days_ago=40, owner=other_member.user.id)
+    for job, who in ((mine, "max"), (theirs, "olga")):
+        archival.archive_run(lc, job.id, actor="scheduler")
+        deletion.delete_run(lc, job.id, actor=who, reason="tidy up")
+    for path in ("/api/scraper/audit", "/api/scraper/events"):
+        for account, expected in ((member, {mine.id}), (other_member, {theirs.id}), (admin, {mine.id, theirs.id})):
+            body = account.get(f"{path}?{filters}").json
+            assert {item["job_id"] for item in body["items"]} == {str(job_id) for job_id in expected}, path
+            one = account.get(f"{path}?job_id={mine.id}&{filters}").json["items"]  # a run's own history
+            assert {item["job_id"] for item in one} == (set() if account is other_member else {str(mine.id)}), path
+    assert len(listing._SHAPES) == 8  # audit and events, member and admin, with and without job_id
+
+
+def test_a_bad_filter_value_is_refused_and_never_kept_as_a_shape(admin, built):
+    assert admin.get("/api/scraper/audit?strategy=hard").status_code == 200
+    assert admin.get("/api/scraper/events?action=archive&outcome=failed").status_code == 200
+    for bad in (
+        "/api/scraper/audit?strategy=shred",
+        "/api/scraper/events?action=explode",
+        "/api/scraper/events?outcome=maybe",
+    ):
+        assert admin.get(bad).status_code == 400
+    assert set(listing._SHAPES) == {
+        ("audit", True, False, "hard", False, False),
+        ("events", True, False, "archive", "failed", False, False),
+    }
+
+
+def test_a_call_with_a_valid_token_skips_the_throttles_evaluation(app, client, member, monkeypatch):
+    from app.auth.throttle import limiter
+
+    resolved: list[str] = []
+    original = limiter.limit_manager.resolve_limits
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        resolved.append("resolved")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(limiter.limit_manager, "resolve_limits", spy)
+    assert member.get("/api/scraper/jobs").status_code == 200
+    assert resolved == []  # exempt anyway: not even worked out
+    assert client.get("/api/scraper/jobs", headers={"Authorization": "Bearer agar_nope"}).status_code == 401
+    assert resolved == ["resolved"]  # a failing call is still counted
 
 
 def _cursor(text: str) -> str:

@@ -20,7 +20,6 @@ from app.api.params import dates, pagination
 from app.api.schemas import member_json, page
 from app.downloads import archive_download
 from app.extensions import lifecycle
-from app.lifecycle import queries
 from app.lifecycle.members import (
     ArchiveCorrupt,
     InvalidMemberPath,
@@ -81,7 +80,7 @@ def list_archived_jobs() -> Any:
     """Archived runs, newest first; ``start_date``/``end_date`` filter on the run's ``created_at``."""
     limit, offset = pagination(request.args)
     start, end = dates(request.args)
-    return run_page(queries.runs_in_tier(current_user(), "archived", start=start, end=end), limit, offset)
+    return run_page(current_user(), "archived", limit, offset, start=start, end=end)
 
 
 def archived_job(job_id: str) -> Job:

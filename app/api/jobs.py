@@ -97,8 +97,8 @@ def create_job() -> Any:
     body = json_body({"id", "name", "scraper", "stats", *_IMPORT_FIELDS})
     user = current_user()
     importing = _IMPORT_FIELDS & body.keys()
-    if importing and not user.is_admin:
-        raise ApiError(403, f"only admins may set {', '.join(sorted(importing))} (importing runs)")
+    if importing:
+        access.require_admin(user, f"may set {', '.join(sorted(importing))} (importing runs)")
     status = body.get("status", "pending")
     if not isinstance(status, str) or status not in JOB_STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}")
@@ -130,16 +130,17 @@ def list_jobs() -> Any:
     args = request.args
     limit, offset = pagination(args)
     start, end = dates(args)
-    query = queries.runs_in_tier(
+    return run_page(
         current_user(),
         "active",
+        limit,
+        offset,
         statuses=queries.statuses_of(args.get("status")),
         scraper=args.get("scraper"),
         text=queries.search_text(args.get("q")),
         start=start,
         end=end,
     )
-    return run_page(query, limit, offset)
 
 
 # Built once: building a SELECT of every column costs more than running it.

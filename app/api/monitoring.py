@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from flask import current_app, request
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
-from app.api.listing import page_total
+from app.api.listing import Statements, page_total, statements_for, viewer
 from app.api.openapi import documented
 from app.api.params import dates, job_id_param, pagination
-from app.api.schemas import alert_json, audit_json, event_json, iso, page, snapshot_json
+from app.api.schemas import AUDIT, EVENT_COLUMNS, alert_json, audit_json, event_json, iso, page, snapshot_json
 from app.extensions import db, redis_connection, settings
 from app.lifecycle import access, queries
 from app.models import COUNT_CAP as HISTORY_COUNT_CAP
@@ -50,6 +51,22 @@ def _admins_only(what: str) -> None:
     access.require_admin(current_user(), f"see {what}: they cover every user's runs and the disk")
 
 
+def _history_statements(query: Select, columns: tuple[Any, ...], order: tuple[Any, ...]) -> Statements:
+    """``query``'s rows, and a page of them: ``columns`` as Core rows (no ORM objects), ``limit``/``offset`` bound."""
+    page_query = query.with_only_columns(*columns).order_by(*order)
+    return Statements(query, page_query.limit(bindparam("limit")).offset(bindparam("offset")))
+
+
+def _history_page(
+    statements: Statements, values: dict[str, Any], to_json: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """The page ``statements`` select with ``values``, each row as ``to_json`` writes it, and its total."""
+    limit, offset = values["limit"], values["offset"]
+    rows = db.session.connection().execute(statements.page, values).all()
+    total, capped = page_total(statements.matching, len(rows), limit, offset, cap=COUNT_CAP, values=values)
+    return page([to_json(row) for row in rows], total, limit, offset, capped=capped)
+
+
 @bp.get("/audit")
 @documented(
     ok=(200, "Page[Audit]"), query=("limit", "offset", "job_id", "strategy", "deleted_by", "start_date", "end_date")
@@ -59,18 +76,27 @@ def list_audit() -> Any:
     args = request.args
     limit, offset = pagination(args)
     start, end = dates(args)
-    query = queries.audit_of(
-        current_user(),
-        job_id=job_id_param(args["job_id"]) if args.get("job_id") else None,
-        strategy=args.get("strategy"),
-        deleted_by=args.get("deleted_by"),
-        start=start,
-        end=end,
-    )
-    rows = db.session.scalars(query.order_by(*queries.NEWEST_DELETIONS_FIRST).limit(limit).offset(offset)).all()
-    total, capped = page_total(query, len(rows), limit, offset, cap=COUNT_CAP)
-    items = [audit_json(row) for row in rows]
-    return page(items, total, limit, offset, capped=capped)
+    actor = current_user()
+    job_id = job_id_param(args["job_id"]) if args.get("job_id") else None
+    strategy, deleted_by = args.get("strategy"), args.get("deleted_by")
+    values = {"viewer": actor.id, "job_id": job_id, "start": start, "end": end, "limit": limit, "offset": offset}
+    order = queries.NEWEST_DELETIONS_FIRST
+    if deleted_by:  # built for this request: the rule cuts the name it matches to 64 characters
+        query = queries.audit_of(actor, job_id=job_id, strategy=strategy, deleted_by=deleted_by, start=start, end=end)
+        return _history_page(_history_statements(query, AUDIT.columns, order), values, audit_json)
+
+    def build() -> Statements:  # ``audit_of`` checks the strategy: only good ones are kept
+        query = queries.audit_of(
+            viewer(actor),
+            job_id=bindparam("job_id") if job_id is not None else None,
+            strategy=strategy,
+            start=bindparam("start") if start is not None else None,
+            end=bindparam("end") if end is not None else None,
+        )
+        return _history_statements(query, AUDIT.columns, order)
+
+    key = ("audit", actor.is_admin, job_id is not None, strategy or None, start is not None, end is not None)
+    return _history_page(statements_for(key, build), values, audit_json)
 
 
 @bp.get("/events")
@@ -82,18 +108,36 @@ def list_events() -> Any:
     args = request.args
     limit, offset = pagination(args)
     start, end = dates(args)
-    query = queries.events_of(
-        current_user(),
-        job_id=job_id_param(args["job_id"]) if args.get("job_id") else None,
-        action=args.get("action"),
-        outcome=args.get("outcome"),
-        by=args.get("actor"),
-        start=start,
-        end=end,
+    actor = current_user()
+    job_id = job_id_param(args["job_id"]) if args.get("job_id") else None
+    action, outcome, by = args.get("action"), args.get("outcome"), args.get("actor")
+    values = {"viewer": actor.id, "job_id": job_id, "start": start, "end": end, "limit": limit, "offset": offset}
+    order = queries.NEWEST_EVENTS_FIRST
+    if by:  # built for this request: the rule cuts the name it matches to 64 characters
+        query = queries.events_of(actor, job_id=job_id, action=action, outcome=outcome, by=by, start=start, end=end)
+        return _history_page(_history_statements(query, EVENT_COLUMNS, order), values, event_json)
+
+    def build() -> Statements:  # ``events_of`` checks the action and outcome: only good ones are kept
+        query = queries.events_of(
+            viewer(actor),
+            job_id=bindparam("job_id") if job_id is not None else None,
+            action=action,
+            outcome=outcome,
+            start=bindparam("start") if start is not None else None,
+            end=bindparam("end") if end is not None else None,
+        )
+        return _history_statements(query, EVENT_COLUMNS, order)
+
+    key = (
+        "events",
+        actor.is_admin,
+        job_id is not None,
+        action or None,
+        outcome or None,
+        start is not None,
+        end is not None,
     )
-    rows = db.session.scalars(query.order_by(*queries.NEWEST_EVENTS_FIRST).limit(limit).offset(offset)).all()
-    total, capped = page_total(query, len(rows), limit, offset, cap=COUNT_CAP)
-    return page([event_json(event) for event in rows], total, limit, offset, capped=capped)
+    return _history_page(statements_for(key, build), values, event_json)
 
 
 @bp.get("/storage/stats")

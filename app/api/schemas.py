@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, Integer, Row, String, Uuid
@@ -80,7 +81,7 @@ class Shape:
     enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     computed: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
-    @property
+    @cached_property  # read once per row written: worked out once (the dataclass is frozen, not slotted)
     def column_keys(self) -> tuple[str, ...]:
         return tuple(column.key for column in self.columns)
 

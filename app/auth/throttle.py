@@ -137,6 +137,12 @@ def token_limits(blueprint: Any, authenticated: Callable[[], bool]) -> None:
         blueprint
     )
 
+    @limiter.request_filter
+    def authenticated_call() -> bool:
+        """Skip Flask-Limiter's evaluation of a blueprint call that ``authenticated``: its one limit
+        exempts it anyway, and resolving the limits first cost ~0.1 ms of every API call."""
+        return request.blueprint == blueprint.name and authenticated()
+
 
 def init_throttle(app: Flask) -> None:
     """Keep the counters in the app's Redis, apart from any other deployment sharing that Redis."""
