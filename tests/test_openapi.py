@@ -17,11 +17,11 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from app.api import params
-from app.api.params import MAX_LIMIT, MAX_OFFSET
 from app.api.schemas import SHAPES
 from app.config import COMPRESSIONS, DELETION_STRATEGIES
 from app.lifecycle import archival, deletion
 from app.lifecycle.alerts import SEVERITIES
+from app.lifecycle.queries import MAX_LIMIT, MAX_OFFSET
 from app.models import (
     EVENT_OUTCOMES,
     JOB_STATUSES,

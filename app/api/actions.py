@@ -16,10 +16,11 @@ from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.jobs import require, visible_job
 from app.api.openapi import documented
-from app.api.params import json_body, parse_timestamp
+from app.api.params import json_body
 from app.api.schemas import job_json
 from app.extensions import lifecycle, settings
 from app.lifecycle import access, deletion, queries
+from app.lifecycle.queries import parse_timestamp
 from app.lifecycle.runs import load_run
 from app.models import Job
 

@@ -13,11 +13,12 @@ from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.listing import run_page
 from app.api.openapi import documented
-from app.api.params import dates, job_id_param, json_body, pagination, parse_timestamp, text_field
+from app.api.params import dates, job_id_param, json_body, pagination, text_field
 from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json, job_json
 from app.extensions import db, settings
 from app.lifecycle import access, queries
 from app.lifecycle.errors import RunNotFound
+from app.lifecycle.queries import parse_timestamp
 from app.lifecycle.runs import register_run, update_run
 from app.models import JOB_STATUSES, Job, utcnow
 from app.names import NameRefused, check_visible_name
@@ -136,7 +137,7 @@ def list_jobs() -> Any:
         limit,
         offset,
         statuses=queries.statuses_of(args.get("status")),
-        scraper=args.get("scraper"),
+        scraper=args.get("scraper") or None,  # ``?scraper=`` names no scraper
         text=queries.search_text(args.get("q")),
         start=start,
         end=end,

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from flask import request
-from sqlalchemy import BindParameter, Select, Uuid, bindparam, select, tuple_
+from sqlalchemy import Select, Uuid, bindparam, select, tuple_
 
 from app.api.auth import current_user
 from app.api.errors import ApiError
@@ -109,15 +109,6 @@ def decode_cursor(raw: str) -> tuple[datetime, uuid.UUID]:
 _NEWEST_RUNS = select(*JOB_COLUMNS).order_by(Job.created_at.desc(), Job.id.desc())
 
 
-class _Given(BindParameter[Any]):
-    """A filter value bound at execution that reads as given: ``runs_in_tier`` filters only on what is."""
-
-    inherit_cache = True
-
-    def __bool__(self) -> bool:
-        return True
-
-
 @dataclass(frozen=True)
 class _Viewer:
     """The caller as a statement built once sees them: admin or not, their id a bound value."""
@@ -130,11 +121,6 @@ def viewer(actor: Actor) -> Actor:
     """Who a statement built once for ``actor``'s kind is for: admins as they are, a member's id
     bound at execution as ``viewer`` (pass ``viewer=actor.id``)."""
     return cast(Actor, _Viewer(actor.is_admin, None if actor.is_admin else bindparam("viewer")))
-
-
-def given(name: str) -> Any:
-    """A filter value bound at execution as ``name``, for a rule that filters only on what is given."""
-    return _Given(name)
 
 
 @dataclass(frozen=True)
@@ -189,7 +175,7 @@ def _run_statements(
             viewer(actor),
             tier,
             statuses=[bindparam(f"status_{n}") for n in range(statuses)],
-            scraper=given("scraper") if scraper else None,
+            scraper=bindparam("scraper") if scraper else None,
             start=bindparam("start") if start else None,
             end=bindparam("end") if end else None,
         )
@@ -227,7 +213,7 @@ def run_page(
             actor,
             tier,
             len(wanted),
-            bool(scraper),
+            scraper is not None,
             start is not None,
             end is not None,
             raw_cursor is not None,

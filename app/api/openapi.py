@@ -17,13 +17,12 @@ from typing import Any
 from flask import Blueprint, current_app, g, render_template, session
 from markupsafe import Markup
 
-from app.api.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 from app.api.schemas import ALERT, AUDIT, EVENT, JOB, MEMBER, SNAPSHOT, column_schema
 from app.auth.sessions import caller_of_session
 from app.config import DELETION_STRATEGIES
 from app.extensions import db
 from app.lifecycle.events import SUPERSEDED
-from app.lifecycle.queries import MAX_SEARCH
+from app.lifecycle.queries import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_SEARCH
 from app.models import EVENT_OUTCOMES, JOB_STATUSES, LIFECYCLE_ACTIONS, Job
 
 bp = Blueprint("openapi", __name__)

@@ -12,14 +12,7 @@ from flask import request
 from app.api import bp
 from app.api.errors import ApiError
 from app.lifecycle.naming import BadJobId, parse_job_id
-from app.lifecycle.queries import (  # noqa: F401  (the API reads its limits and stamps here too)
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    date_bound,
-    limit_and_offset,
-    parse_timestamp,
-)
+from app.lifecycle.queries import MAX_OFFSET, date_bound, limit_and_offset
 from app.names import field_with_nul
 
 # Scraper stats are two or three levels deep; 32 leaves room for any honest shape and keeps far

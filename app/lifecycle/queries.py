@@ -189,7 +189,7 @@ def runs_in_tier(
     statuses = list(statuses)
     if statuses:
         query = query.where(Job.status.in_(statuses))
-    if scraper:
+    if scraper is not None:
         query = query.where(Job.scraper == scraper)
     if text:
         query = matching_text(query, text)
