@@ -9,10 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from croniter import croniter
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from app.names import NameRefused, check_email_address, check_visible_name
 
 COMPRESSIONS = ("gzip", "bz2", "xz", "zstd")
 DELETION_STRATEGIES = ("soft", "hard")
@@ -38,6 +41,10 @@ class Settings:
     archive_compression: str
     deletion_strategy: str
     delete_grace_days: int
+    # The deletion safety limit (app.lifecycle.deletion_limits): what one cleanup pass may delete
+    # before an admin confirms, in runs and as a share of the archived runs.
+    delete_max_per_pass: int
+    delete_max_share: float
     restore_ttl_days: int
     secure_delete: bool
     archive_schedule: str
@@ -60,6 +67,14 @@ class Settings:
     login_failures_per_user: int
     login_failures_per_address: int
     login_failure_window_seconds: int
+    # Notices before deletion (SPEC §9): the daily digest to the owners of the runs the cleanup will
+    # delete within delete_notice_days, by mail (SMTP_URL, from MAIL_FROM) and the alert webhook,
+    # with links built on public_url.
+    delete_notice_days: int
+    notice_schedule: str
+    smtp_url: str | None
+    mail_from: str | None
+    public_url: str
 
     @property
     def jobs_path(self) -> Path:
@@ -106,6 +121,17 @@ def _choice(env: Mapping[str, Any], name: str, default: str, choices: tuple[str,
     value = raw.lower()  # type: ignore[union-attr]
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
+def _share(env: Mapping[str, Any], name: str, default: float) -> float:
+    raw = _text(env, name, str(default))
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # also refuses nan and inf
+        raise ConfigError(f"{name} must be a fraction above 0 and at most 1 (0.2 is a fifth), got {raw!r}")
     return value
 
 
@@ -159,6 +185,64 @@ SUPPORTED_DATABASES = {  # (backend, driver) as the URL names them; "" is the de
 }
 
 
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where the notices are mailed: ``smtp://`` (plain, STARTTLS when it logs in) or ``smtps://`` (TLS)."""
+
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def smtp_server(url: str) -> SmtpServer:
+    """SMTP_URL read: ``smtp://host[:port]`` or ``smtps://[user:pass@]host[:port]``; ConfigError if malformed."""
+    problem = f"SMTP_URL must be smtp://host:port or smtps://user:password@host:port, got {masked_url(url)!r}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(problem) from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(problem)
+    tls = parts.scheme == "smtps"
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return SmtpServer(tls, parts.hostname, port or (465 if tls else 25), username, password)
+
+
+# "address" or "Name <address>"; the name without the characters that would need quoting in a header.
+_MAIL_FROM = re.compile(r'(?:(?P<name>[^<>"(),.:;@\[\]\\]*?) *<(?P<address>[^<>]+)>|(?P<bare>[^<>" ]+))')
+
+
+def _mail_from(env: Mapping[str, Any], smtp_url: str | None) -> str | None:
+    raw = _text(env, "MAIL_FROM", None)
+    if raw is None:
+        if smtp_url is not None:
+            raise ConfigError("MAIL_FROM must be set when SMTP_URL is: the address the notices come from")
+        return None
+    form = _MAIL_FROM.fullmatch(raw)
+    try:
+        check_visible_name(raw, "MAIL_FROM")  # no line break: it becomes a mail header
+        if form is None:
+            raise NameRefused("not an address")
+        check_email_address(form["address"] or form["bare"], "MAIL_FROM")
+    except NameRefused:
+        raise ConfigError(
+            f"MAIL_FROM must be an address, or a name and an address such as 'Agar <agar@example.com>', got {raw!r}"
+        ) from None
+    return raw
+
+
+def _public_url(env: Mapping[str, Any]) -> str:
+    raw = _text(env, "PUBLIC_URL", "http://127.0.0.1:5000")
+    parts = urlsplit(raw)  # type: ignore[arg-type]
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"PUBLIC_URL must be the site's http(s) address, like https://agar.example.com, got {raw!r}")
+    return raw.rstrip("/")  # type: ignore[union-attr]
+
+
 def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
     """Read and validate the settings from ``env`` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -175,6 +259,9 @@ def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise ConfigError(f"ALERT_WEBHOOK_URL must be an http(s) URL, got {webhook!r}")
     redis_url = _text(env, "REDIS_URL", "redis://127.0.0.1:6379/0")
+    smtp_url = _text(env, "SMTP_URL", None)
+    if smtp_url is not None:
+        smtp_server(smtp_url)  # refuses a malformed one now, not at the first notice
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):  # type: ignore[union-attr]
         raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
 
@@ -186,6 +273,8 @@ def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
         archive_compression=_choice(env, "ARCHIVE_COMPRESSION", "gzip", COMPRESSIONS),
         deletion_strategy=_choice(env, "DELETION_STRATEGY", "soft", DELETION_STRATEGIES),
         delete_grace_days=_int(env, "DELETE_GRACE_DAYS", 7, minimum=0),
+        delete_max_per_pass=_int(env, "DELETE_MAX_PER_PASS", 1000, minimum=1),
+        delete_max_share=_share(env, "DELETE_MAX_SHARE", 0.2),
         restore_ttl_days=_int(env, "RESTORE_TTL_DAYS", 7, minimum=1),
         secure_delete=_bool(env, "SECURE_DELETE", False),
         archive_schedule=_cron(env, "ARCHIVE_SCHEDULE", "0 2 * * *"),
@@ -204,4 +293,9 @@ def load_settings(env: Mapping[str, Any] | None = None) -> Settings:
         login_failures_per_user=_int(env, "LOGIN_FAILURES_PER_USER", 10, minimum=1, maximum=10_000),
         login_failures_per_address=_int(env, "LOGIN_FAILURES_PER_ADDRESS", 50, minimum=1, maximum=100_000),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1, maximum=86_400),
+        delete_notice_days=_int(env, "DELETE_NOTICE_DAYS", 3, minimum=1, maximum=365),
+        notice_schedule=_cron(env, "NOTICE_SCHEDULE", "0 8 * * *"),
+        smtp_url=smtp_url,
+        mail_from=_mail_from(env, smtp_url),
+        public_url=_public_url(env),
     )

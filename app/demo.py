@@ -2,28 +2,51 @@
 
 ``flask demo seed`` (and ``make run`` on first start) writes run folders the way the platform's
 scrapers do — JSON result pages, PNG screenshots, PDFs, logs — and registers each run with its real
-start and end, in the past. Nothing else is faked: the scheduler's first passes archive the runs
-older than ``ARCHIVE_AFTER_DAYS`` and delete those older than ``DELETE_AFTER_DAYS`` exactly as they
-would in production. The content makers are the benchmark's too (``bench/archive.py``), so the
-demo mix is the mix whose compression is measured.
+start and end, in the past (``seed_demo``). The content makers are the benchmark's too
+(``bench/archive.py``), so the demo mix is the mix whose compression is measured.
+
+So that a fresh install's charts have a past, ``seed_history`` then gives the runs the life the
+schedule would have given them: archived by the first archival pass after ARCHIVE_AFTER_DAYS (a
+few failing once on a full disk and archived the next night), some restored by their owner for a
+while, deleted by the first cleanup after DELETE_AFTER_DAYS, purged after DELETE_GRACE_DAYS. When
+Redis answers (the runs' locks), the lifecycle's own operations do each step with the lifecycle's
+clock set to its date, so the runs, archives, audit and events are what the scheduler would have
+left, and its first passes have no backlog to catch up. Without Redis the events are only
+described and the scheduler moves the runs on its first passes. A fresh install also gets hourly
+storage snapshots whose bytes per tier follow from those dates. What the demo wrote is marked:
+events carry ``details: {"demo": true}`` and a reason starting ``demo history``, snapshots
+``demo = true``; the deletions' audit rows keep that reason.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from croniter import croniter
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
+from app.lifecycle.archival import archive_run, expire_restore, restore_run
+from app.lifecycle.codecs import compressor
+from app.lifecycle.context import Lifecycle
+from app.lifecycle.deletion import delete_run, purge_run
+from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import folder_name_for, run_folder_path
 from app.lifecycle.runs import register_run
-from app.models import Job, JobAudit
+from app.lifecycle.streams import CountingWriter
+from app.lifecycle.tarball import write_tar
+from app.models import FINISHED_STATUSES, Job, JobAudit, LifecycleEvent, StorageSnapshot, User
 
 WORDS = (
     "book title price stock rating category travel mystery fiction history poetry science music art "
@@ -223,3 +246,354 @@ def has_ever_had_runs(session: Session) -> bool:
     return bool(session.scalar(select(func.count()).select_from(Job))) or bool(
         session.scalar(select(func.count()).select_from(JobAudit))
     )
+
+
+# -- the history a fresh install's charts show ---------------------------------------------------------
+
+DEMO = "demo history"  # every reason of a demo event starts so; its details say {"demo": true}
+ARCHIVE_FAILURE_EVERY = 25  # one archived run in 25 fails once (a full disk) and is archived the next night
+RESTORE_SHARE = 0.12  # archived runs whose owner restored a working copy for a while
+DEMO_THROUGHPUT = 60 << 20  # bytes a second an archive or restore takes, for recorded events' durations
+STEPS = ("archive_failed", "archived", "restored", "restore_expired", "deleted", "purged")  # a life, in order
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the history needs of a demo run, read before anything moves it (a hard deletion removes its row)."""
+
+    id: uuid.UUID
+    status: str
+    created_at: datetime
+    completed_at: datetime | None
+    size_bytes: int
+    created_by: uuid.UUID | None
+    folder_name: str
+
+    @classmethod
+    def of(cls, job: Job) -> DemoRun:
+        return cls(
+            job.id,
+            job.status,
+            job.created_at,
+            job.completed_at,
+            job.size_bytes or 0,
+            job.created_by,
+            job.folder_name or folder_name_for(job.created_at),
+        )
+
+
+@dataclass
+class DemoLife:
+    """When the schedule (and the run's owner) did what to one demo run, up to ``now`` (None: not yet)."""
+
+    job: DemoRun
+    size: int = 0  # the run folder's bytes (as archiving measured them, once archived)
+    archive_bytes: int = 0
+    archive_failed: datetime | None = None
+    archived: datetime | None = None
+    restored: datetime | None = None
+    restore_expired: datetime | None = None  # None while restored: the working copy is still there
+    deleted: datetime | None = None
+    purged: datetime | None = None  # the end of a soft deletion's grace in the trash
+    soft: bool = True  # deleted into the trash (DELETION_STRATEGY=soft); a hard deletion leaves no row
+
+
+@dataclass(frozen=True)
+class DemoHistory:
+    events: int
+    snapshots: int  # 0 when the install already had snapshots: its own history is kept as it is
+    moved: bool  # the runs were moved along for real (archived, deleted...), not only described
+    failed: int = 0  # steps that failed where they should not have (the run stays where it got to)
+
+
+def archived_size(folder: Path, codec: str) -> int:
+    """What archiving ``folder`` with ``codec`` would write: its tar stream compressed into a counter, kept nowhere."""
+    with open(os.devnull, "wb") as nowhere:
+        counter = CountingWriter(nowhere)  # type: ignore[arg-type]
+        stream = compressor(counter, codec)  # type: ignore[arg-type]
+        write_tar(folder, stream)
+        stream.close()
+    return counter.bytes_written
+
+
+def _in_pass(cron: str, moment: datetime, rng: random.Random) -> datetime:
+    """When the first pass after ``moment`` (cron in UTC, as the scheduler reads it) is done with a run:
+    the pass's occurrence, and the run's place in it."""
+    return croniter(cron, moment).get_next(datetime) + timedelta(seconds=rng.uniform(1, 90))
+
+
+def demo_lives(
+    runs: list[DemoRun], settings: Settings, *, now: datetime, rng: random.Random, live_restores: bool
+) -> list[DemoLife]:
+    """Each run's dates under the settings' schedule and ages, as the passes would have set them.
+
+    A finished run is archived by the first archival pass (ARCHIVE_SCHEDULE) after it is
+    ARCHIVE_AFTER_DAYS old (one in ARCHIVE_FAILURE_EVERY fails once and goes the next night),
+    deleted by the first cleanup pass (CLEANUP_SCHEDULE) after DELETE_AFTER_DAYS
+    (DELETION_STRATEGY), and purged by the first cleanup after DELETE_GRACE_DAYS in the trash.
+    Some owners restore a working copy, which the archival pass after RESTORE_TTL_DAYS removes;
+    with ``live_restores`` one restored lately may still be there. Only what happened before
+    ``now`` is kept. Each date is the moment the change was recorded, a little into its pass.
+    """
+    archive, cleanup = settings.archive_schedule, settings.cleanup_schedule
+    lives: list[DemoLife] = []
+    archived_runs = 0
+    for job in runs:
+        life = DemoLife(job, size=job.size_bytes, soft=settings.deletion_strategy == "soft")
+        lives.append(life)
+        if job.status not in FINISHED_STATUSES or job.completed_at is None:
+            continue
+        attempt = _in_pass(archive, job.completed_at + timedelta(days=settings.archive_after_days), rng)
+        if attempt >= now:
+            continue
+        archived, archived_runs = attempt, archived_runs + 1
+        retry = _in_pass(archive, attempt, rng)
+        if archived_runs % ARCHIVE_FAILURE_EVERY == ARCHIVE_FAILURE_EVERY // 2 and retry < now:
+            life.archive_failed, archived = attempt, retry  # failed once, archived by the next pass
+        life.archived = archived
+        deleted = _in_pass(cleanup, max(job.completed_at + timedelta(days=settings.delete_after_days), archived), rng)
+        life.deleted = deleted if deleted < now else None
+        if rng.random() < RESTORE_SHARE:
+            restored = archived + timedelta(hours=rng.uniform(6, 24 * settings.archive_after_days))
+            expired = _in_pass(archive, restored + timedelta(days=settings.restore_ttl_days), rng)
+            if expired < now and (life.deleted is None or expired <= life.deleted):
+                life.restored, life.restore_expired = restored, expired
+            elif live_restores and restored < now and life.deleted is None:
+                life.restored = restored  # still there: the archival pass removes it when it expires
+        if life.deleted is not None and life.soft:
+            grace = timedelta(days=settings.delete_grace_days)
+            purged = _in_pass(cleanup, life.deleted + grace, rng) if grace else life.deleted
+            life.purged = purged if purged < now else None
+    return lives
+
+
+def _reasons(settings: Settings) -> dict[str, str]:
+    """Why each step happened, in the words the passes use, marked as the demo's."""
+    return {
+        step: f"{DEMO}: {why}"
+        for step, why in (
+            ("archive", f"past its archive age (ARCHIVE_AFTER_DAYS={settings.archive_after_days})"),
+            ("restore", "a working copy for analysis"),
+            ("expire_restore", f"its working copy's RESTORE_TTL_DAYS={settings.restore_ttl_days} ran out"),
+            ("delete", f"older than its delete age (DELETE_AFTER_DAYS={settings.delete_after_days})"),
+            ("purge", "grace period over"),
+        )
+    }
+
+
+DISK_FULL = "No space left on device (the next pass tries again)"
+
+
+def _described(life: DemoLife, settings: Settings, owner: str) -> Iterator[LifecycleEvent]:
+    """The events of a run's life, written as the operations would have recorded them (no run is touched)."""
+    job, size, packed, why = life.job, life.size, life.archive_bytes, _reasons(settings)
+
+    def event(action: str, at: datetime, before: int | None, after: int | None, **extra: Any) -> Any:
+        took = timedelta(seconds=0.2 + max(before or 0, after or 0) / DEMO_THROUGHPUT)
+        return LifecycleEvent(
+            job_id=job.id,
+            action=action,
+            actor=extra.pop("actor", "scheduler"),
+            reason=why[action],
+            outcome=extra.pop("outcome", "succeeded"),
+            started_at=at - took,  # ``at`` is when the change was recorded: the attempt's end
+            finished_at=at,
+            bytes_before=before,
+            bytes_after=after,
+            details={"demo": True},
+            **extra,
+        )
+
+    if life.archive_failed is not None:
+        yield event("archive", life.archive_failed, None, None, outcome="failed", error=f"OSError: {DISK_FULL}")
+    if life.archived is not None:
+        yield event("archive", life.archived, size, packed)
+    if life.restored is not None and life.restore_expired is not None:  # described: only copies gone by now
+        yield event("restore", life.restored, packed, size, actor=owner)
+        yield event("expire_restore", life.restore_expired, size, 0)
+    if life.deleted is not None:
+        yield event("delete", life.deleted, packed, packed if life.soft else 0)
+    if life.purged is not None:
+        yield event("purge", life.purged, packed, 0)
+
+
+def _lived(lc: Lifecycle, lives: list[DemoLife], settings: Settings, owners: dict[Any, str]) -> int:
+    """Move the runs along their lives with the lifecycle's own operations, each at its date (the
+    lifecycle's clock set to it), in the order they happened; return how many runs a step failed.
+
+    A step that fails stops its run where it got to (its later steps are not tried).
+    """
+    dated = ((getattr(life, step), STEPS.index(step), step, life) for life in lives for step in STEPS)
+    steps = sorted((item for item in dated if item[0] is not None), key=lambda item: item[:2])
+    stopped: set[uuid.UUID] = set()
+    clock, fault = lc.clock, lc.fault
+    try:
+        for moment, _order, step, life in steps:
+            if life.job.id in stopped:
+                continue
+            lc.clock = lambda moment=moment: moment
+            try:
+                outcome = _step(lc, step, life, settings, owners.get(life.job.created_by, "demo"))
+            except (LifecycleError, OSError):
+                outcome = "failed"
+            finally:
+                lc.fault = fault
+            if outcome != "succeeded":
+                stopped.add(life.job.id)
+    finally:
+        lc.clock = clock
+    return len(stopped)
+
+
+def _step(lc: Lifecycle, step: str, life: DemoLife, settings: Settings, owner: str) -> str:
+    """Do one step of a run's life now (the lifecycle's clock says when): the outcome, as recorded."""
+    job_id, why = life.job.id, _reasons(settings)
+    if step == "archive_failed":
+
+        def disk_full(where: str) -> None:
+            if where == "archive.written":
+                raise OSError(errno.ENOSPC, DISK_FULL)
+
+        lc.fault = disk_full
+        try:
+            archive_run(lc, job_id, actor="scheduler", reason=why["archive"])
+        except OSError:
+            return "succeeded"  # it failed as planned, recorded as a full disk is; the next pass archives it
+        return "not failed"
+    if step == "archived":
+        return archive_run(lc, job_id, actor="scheduler", reason=why["archive"])
+    if step == "restored":
+        return restore_run(lc, job_id, actor=owner, reason=why["restore"])
+    if step == "restore_expired":
+        return expire_restore(lc, job_id, actor="scheduler", reason=why["expire_restore"])
+    if step == "deleted":
+        strategy = "soft" if life.soft else "hard"
+        return delete_run(lc, job_id, actor="scheduler", reason=why["delete"], strategy=strategy)
+    if lc.session.get(Job, job_id, populate_existing=True).purged_at is not None:  # type: ignore[union-attr]
+        return "succeeded"  # DELETE_GRACE_DAYS=0: the deletion purged it at once
+    return purge_run(lc, job_id, actor="scheduler", reason=why["purge"])
+
+
+def _lives_from(runs: list[DemoRun], events: list[LifecycleEvent], soft: bool) -> list[DemoLife]:
+    """Each run's life as its events tell it: when each change was recorded, and what it and its archive weigh."""
+    lives = {job.id: DemoLife(job, size=job.size_bytes, soft=soft) for job in runs}
+    steps = {"archive": "archived", "restore": "restored", "expire_restore": "restore_expired"}
+    steps |= {"delete": "deleted", "purge": "purged"}
+    for event in sorted(events, key=lambda event: (event.finished_at, event.id or 0)):
+        life = lives.get(event.job_id)
+        if life is None or event.outcome != "succeeded" or event.action not in steps:
+            continue
+        setattr(life, steps[event.action], event.finished_at)
+        if event.action == "archive":
+            life.size, life.archive_bytes = event.bytes_before or 0, event.bytes_after or 0
+    return list(lives.values())
+
+
+def _snapshots(lives: list[DemoLife], since: datetime, now: datetime, disk_path: Path) -> list[dict[str, Any]]:
+    """Hourly snapshots from ``since`` to the hour before ``now``'s, each tier's runs and bytes as the
+    lives have them at that hour (the figures' own definition of each tier: app.monitoring.figures)."""
+    changes: list[tuple[datetime, str, int, int]] = []  # (when, tier, runs, bytes)
+    for life in lives:
+        job, size, packed = life.job, life.size, life.archive_bytes
+        changes.append((job.created_at, "active", 1, 0))
+        if job.completed_at is not None:
+            changes.append((job.completed_at, "active", 0, size))
+        for moment, moves in (
+            (life.archived, (("active", -1, -size), ("archived", 1, packed))),
+            (life.restored, (("restored", 1, size),)),
+            (life.restore_expired if life.restored else None, (("restored", -1, -size),)),
+            (life.deleted, (("archived", -1, -packed), *((("trash", 1, packed),) if life.soft else ()))),
+            (life.purged, (("trash", -1, -packed), ("purged", 1, 0))),
+        ):
+            if moment is not None:
+                changes.extend((moment, tier, runs, size_change) for tier, runs, size_change in moves)
+        if life.deleted is not None and life.restored is not None and life.restore_expired is None:
+            changes.append((life.deleted, "restored", -1, -size))  # a deletion takes the working copy along
+    changes.sort(key=lambda change: change[0])
+    usage = shutil.disk_usage(disk_path)
+    on_disk_now = sum(life.job.size_bytes for life in lives)  # what the demo runs held when they were seeded
+    used_before = usage.total - usage.free - on_disk_now  # what the disk holds besides them
+    totals = {tier: [0, 0] for tier in ("active", "archived", "trash", "restored", "purged")}
+    rows, applied = [], 0
+    hour = since.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    last = now.replace(minute=0, second=0, microsecond=0)  # this hour's snapshot is the scheduler's to take
+    while hour < last:
+        while applied < len(changes) and changes[applied][0] <= hour:
+            _when, tier, runs, size_change = changes[applied]
+            totals[tier][0] += runs
+            totals[tier][1] += size_change
+            applied += 1
+        stored = sum(totals[tier][1] for tier in ("active", "archived", "trash", "restored"))
+        rows.append(
+            {
+                "taken_at": hour,
+                "active_bytes": totals["active"][1],
+                "active_count": totals["active"][0],
+                "archived_bytes": totals["archived"][1],
+                "archived_count": totals["archived"][0],
+                "trash_bytes": totals["trash"][1],
+                "deleted_count": totals["trash"][0] + totals["purged"][0],
+                "restored_bytes": totals["restored"][1],
+                "restored_count": totals["restored"][0],
+                "disk_total_bytes": usage.total,
+                "disk_free_bytes": min(usage.total, max(0, usage.total - used_before - stored)),
+                "demo": True,
+            }
+        )
+        hour += timedelta(hours=1)
+    return rows
+
+
+def seed_history(
+    session: Session,
+    settings: Settings,
+    runs: list[Job],
+    *,
+    days: int,
+    now: datetime,
+    seed: int | None = None,
+    lc: Lifecycle | None = None,
+) -> DemoHistory:
+    """Give the demo runs the past the schedule would have given them, up to ``now``.
+
+    With a lifecycle ``lc`` (Redis answers: the runs' locks), the runs are moved along for real by
+    the lifecycle's operations, each at its date: they are archived, restored, deleted and purged
+    as they would have been, with their archives, events and audit. Without one, their events are
+    only described (written as the operations would have recorded them) and the scheduler moves
+    the runs today. Either way the events are marked as the demo's (``details: {"demo": true}``,
+    reasons starting ``demo history``), and if the install has no snapshots yet, the ``days`` days
+    before ``now`` get hourly snapshots (``demo``) whose bytes per tier follow from those events.
+    """
+    rng = random.Random(None if seed is None else f"history-{seed}")  # noqa: S311 (demo data, as above)
+    demo_runs = [DemoRun.of(job) for job in runs]
+    lives = demo_lives(demo_runs, settings, now=now, rng=rng, live_restores=lc is not None)
+    owner_ids = {job.created_by for job in demo_runs}
+    owners = dict(session.execute(select(User.id, User.username).where(User.id.in_(owner_ids))).all())
+    ids = [job.id for job in demo_runs]
+    failed = 0
+    if lc is not None:
+        first = session.scalar(select(func.max(LifecycleEvent.id))) or 0
+        failed = _lived(lc, lives, settings, owners)
+        events = list(
+            session.scalars(select(LifecycleEvent).where(LifecycleEvent.id > first, LifecycleEvent.job_id.in_(ids)))
+        )
+        for event in events:
+            event.details = {**(event.details or {}), "demo": True}
+    else:
+        for life in lives:
+            if life.archived is not None:
+                folder = run_folder_path(settings.jobs_path, life.job.folder_name, life.job.id)
+                life.archive_bytes = archived_size(folder, settings.archive_compression)
+        events = [
+            event for life in lives for event in _described(life, settings, owners.get(life.job.created_by, "demo"))
+        ]
+        session.add_all(events)
+    session.flush()
+    snapshots = []
+    if session.scalar(select(func.count()).select_from(StorageSnapshot)) == 0:
+        told = _lives_from(demo_runs, events, soft=settings.deletion_strategy == "soft")
+        snapshots = _snapshots(told, now - timedelta(days=days), now, settings.scraper_data_path)
+        if snapshots:
+            session.execute(insert(StorageSnapshot), snapshots)
+    session.commit()
+    return DemoHistory(events=len(events), snapshots=len(snapshots), moved=lc is not None, failed=failed)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -134,10 +135,15 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Raised by a logout or a password change: every session cookie opened before it stops working.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    email: Mapped[str | None] = mapped_column(String(254))  # where deletion notices go (app.names.check_email_address)
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+# The runs keep_last counts: successful and not deleted (SPEC §9).
+KEEP_LAST_RUNS = "status = 'completed' AND deleted_at IS NULL"
 
 
 class Job(Base):
@@ -172,6 +178,16 @@ class Job(Base):
         # The archive page totals a range of archived runs (runs, bytes before and after, by codec):
         # on PostgreSQL the index carries those columns, so the sums never visit the table
         # (640 k archived runs: 157 ms in one grouped pass instead of 635 ms in two table scans).
+        # keep_last (retention policies): "is there an n-th newer successful run of this scraper?" is
+        # answered from this index alone, however many runs the scraper has.
+        Index(
+            "ix_jobs_kept_scraper_created_at_id",
+            "scraper",
+            "created_at",
+            "id",
+            postgresql_where=text(KEEP_LAST_RUNS),
+            sqlite_where=text(KEEP_LAST_RUNS),
+        ),
         Index(
             "ix_jobs_archived_totals",
             "created_at",
@@ -282,7 +298,7 @@ class ArchiveMember(Base):
 
 
 class StorageSnapshot(Base):
-    """Bytes and counts per tier and the disk's size, taken hourly."""
+    """Bytes and counts per tier and the disk's size, taken hourly (``demo``: written by ``flask demo seed``)."""
 
     __tablename__ = "storage_snapshots"
 
@@ -294,8 +310,13 @@ class StorageSnapshot(Base):
     archived_count: Mapped[int] = mapped_column(Integer, default=0)
     trash_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     deleted_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Restored working copies in jobs/: a tier of their own (their archives count as archived).
+    restored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    restored_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     disk_total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     disk_free_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The demo's history of a fresh install (app.demo.seed_history), not a measurement of this site.
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Alert(Base):
@@ -308,3 +329,94 @@ class Alert(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RunAccess(Base):
+    """A person used a run on a day: opened its page, downloaded it or a file of it, restored it.
+
+    One row per run and UTC day (a counter, not a row per request): what ``keep_after_access_days``
+    (retention policies) reads. ``last_by`` and ``by_owner`` say who used it last that day.
+    """
+
+    __tablename__ = "run_accesses"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # plain: history outlives the run
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_by: Mapped[str] = mapped_column(String(64))
+    last_kind: Mapped[str] = mapped_column(String(16))  # opened, downloaded, restored (app.lifecycle.accesses)
+    by_owner: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+POLICY_CHANGES = ("add", "set", "remove")
+
+
+class RetentionPolicy(Base):
+    """A retention rule for the runs of the scrapers its pattern matches (SPEC §9); the highest priority wins."""
+
+    __tablename__ = "retention_policies"
+    __table_args__ = (
+        CheckConstraint("archive_after_days >= 0", name="archive_after_days"),
+        CheckConstraint(
+            "delete_after_days IS NULL OR delete_after_days > archive_after_days", name="delete_after_days"
+        ),
+        CheckConstraint("keep_last >= 0", name="keep_last"),
+        CheckConstraint("keep_after_access_days IS NULL OR keep_after_access_days >= 1", name="keep_after_access"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    scraper_pattern: Mapped[str] = mapped_column(String(255))
+    statuses: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    archive_after_days: Mapped[int] = mapped_column(Integer)
+    delete_after_days: Mapped[int | None] = mapped_column(Integer)
+    keep_last: Mapped[int] = mapped_column(Integer, default=0)
+    keep_after_access_days: Mapped[int | None] = mapped_column(Integer)
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class PolicyChange(Base):
+    """One change to the retention policies: who, when, why, and the policy before and after."""
+
+    __tablename__ = "policy_changes"
+    __table_args__ = (CheckConstraint(_in("action", POLICY_CHANGES), name="action"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    policy_id: Mapped[int] = mapped_column(BigInteger, index=True)  # plain: the history outlives a removed policy
+    policy_name: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+NOTICE_CHANNELS = ("email", "webhook")
+
+
+class DeletionNotice(Base):
+    """One run listed in one deletion notice sent to its owner by one channel, and its "keep" link.
+
+    Written once the digest has gone out; the day's rows are what keeps a run out of a second
+    digest the same day. ``token_id`` names the signed link; ``used_at`` spends it (app.lifecycle.notices).
+    """
+
+    __tablename__ = "deletion_notices"
+    __table_args__ = (CheckConstraint(_in("channel", NOTICE_CHANNELS), name="channel"),)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)  # plain: the notice outlives the run
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(254))  # the address mailed, or "webhook"
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    deletes_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when the cleanup would delete it, as the notice said
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,7 +1,8 @@
-"""What a name shown to people may hold: run names, scraper names and usernames."""
+"""What a name shown to people may hold (run names, scraper names, usernames), and what an email address may be."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
@@ -34,3 +35,18 @@ def field_with_nul(fields: Iterable[tuple[str, str]]) -> str | None:
         if "\x00" in name or "\x00" in value:
             return name.replace("\x00", "")[:40]
     return None
+
+
+# An address the product mails (a user's email, MAIL_FROM): a dot-atom local part and a host name.
+# Deliberately narrower than RFC 5322 (no quoted local parts, comments or display names): what a
+# person types, and nothing that could end a mail header line.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def check_email_address(value: str, field: str) -> None:
+    """Refuse ``value`` unless it is a plain email address (``name@example.com``, at most 254 characters)."""
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise NameRefused(f"{field} must be an email address such as name@example.com, got {value[:60]!r}")

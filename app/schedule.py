@@ -53,6 +53,7 @@ def scheduled_tasks(settings: Settings) -> list[ScheduledTask]:
         ScheduledTask("verify", settings.verify_schedule, "app.tasks.verify_archives"),
         ScheduledTask("snapshot", settings.snapshot_schedule, "app.tasks.take_storage_snapshot", timeout="short"),
         ScheduledTask("alerts", settings.alerts_schedule, "app.tasks.check_alerts", timeout="short"),
+        ScheduledTask("notices", settings.notice_schedule, "app.tasks.send_deletion_notices", timeout="short"),
     ]
 
 

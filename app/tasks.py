@@ -26,10 +26,12 @@ from app.lifecycle import access, archival, deletion, passes, verification
 from app.lifecycle.access import Actor
 from app.lifecycle.events import SUPERSEDED, state_token
 from app.lifecycle.naming import parse_job_id
+from app.lifecycle.notices import NoticesUndelivered
 from app.models import utcnow
 from app.monitoring.alert_check import check_alerts as check_alerts_now
 from app.monitoring.alert_check import webhook_notifier
 from app.monitoring.snapshots import take_snapshot
+from app.notices import send_notices_now
 
 QUEUE_NAME = "agar"
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -272,7 +274,7 @@ def take_storage_snapshot() -> dict:
 
 
 def check_alerts() -> dict:
-    """Open, update and resolve alerts (disk, archive failures); POST new ones to the webhook."""
+    """Open, update and resolve alerts (disk, archive failures, unusual deletions); POST new ones to the webhook."""
     s = settings()
     notify = webhook_notifier(s.alert_webhook_url)
     report = check_alerts_now(db.session, s.scraper_data_path, s.storage_alert_percent, utcnow(), notify)
@@ -337,4 +339,15 @@ def verify_archives(actor: str = "scheduler", job_ids: list[str] | None = None, 
         )
     if report.failed:
         raise passes.PassIncomplete(f"{report.failed} run(s) could not be verified: {'; '.join(report.errors[:5])}")
+    return result
+
+
+def send_deletion_notices() -> dict:
+    """The daily digest to each owner of the runs the cleanup deletes within DELETE_NOTICE_DAYS (mail,
+    webhook); raises when one could not be sent (a notice_failed alert is open), so RQ tries again."""
+    progress = _Progress()
+    report = send_notices_now()
+    result = progress.finish(report.as_dict())
+    if report.failed:
+        raise NoticesUndelivered(f"{len(report.failed)} digest(s) not sent: {'; '.join(report.failed[:5])}")
     return result

@@ -63,6 +63,7 @@ def test_bad_filters_are_400(admin, query):
 
 def test_storage_stats_add_up(admin, lc, make_run):
     runs = [make_run(days_ago=days) for days in (1, 2, 10, 12, 14, 16)]
+    from app.lifecycle.archival import restore_run
     from app.lifecycle.deletion import delete_run, purge_run
     from app.lifecycle.passes import archive_old_runs
     from app.lifecycle.runs import load_run
@@ -71,12 +72,14 @@ def test_storage_stats_add_up(admin, lc, make_run):
     delete_run(lc, runs[4].id, actor="t", reason="trash it", strategy="soft")
     delete_run(lc, runs[5].id, actor="t", reason="purge it", strategy="soft")
     purge_run(lc, runs[5].id, actor="t")
+    restore_run(lc, runs[3].id, actor="t")  # a working copy: its own tier; its archive stays archived
     jobs = [load_run(lc, run.id) for run in runs]
     stats = admin.get("/api/scraper/storage/stats").json
     assert stats["tiers"] == {
         "active": {"runs": 2, "bytes": jobs[0].size_bytes + jobs[1].size_bytes},
         "archived": {"runs": 2, "bytes": jobs[2].archive_size_bytes + jobs[3].archive_size_bytes},
         "trash": {"runs": 1, "bytes": jobs[4].archive_size_bytes},
+        "restored": {"runs": 1, "bytes": jobs[3].size_bytes},
         "purged": {"runs": 1, "bytes": jobs[5].archive_size_bytes},
     }
     compression = stats["compression"]

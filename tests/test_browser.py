@@ -218,3 +218,33 @@ def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html
     assert dialogs == []
     assert [text for text in complaints if "Content Security Policy" in text or "Refused" in text] == []
     assert complaints == []
+
+
+def test_an_admin_confirms_the_deletions_a_cleanup_pass_held(live_server, page, lc, admin, make_run):
+    from playwright.sync_api import expect
+
+    from app.lifecycle import archival, passes
+    from app.lifecycle.deletion_limits import held_alert, pending_confirmation
+
+    for days in (35, 34, 33):
+        job = make_run(days_ago=days, owner=admin.user.id)
+        archival.archive_run(lc, job.id, actor="scheduler")
+    passes.cleanup_old_runs(lc)  # 3 archived runs, all due: a fifth of them rounds to one a pass, two held
+
+    page.goto(live_server + "/storage")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert").filter(has_text="deletion_limit")).to_be_visible()
+    confirm = page.get_by_role("button", name="Confirm deletions")
+    confirm.click()  # no reason yet: the browser asks for one
+    expect(confirm).to_be_visible()
+    page.get_by_label("Reason").fill("the backlog of a new install")
+    shot(page, "6-deletions-held")
+    confirm.click()
+    expect(page.get_by_role("status").filter(has_text="Deletions confirmed by ada:")).to_be_visible()
+    expect(confirm).to_have_count(0)
+    shot(page, "7-deletions-confirmed")
+    lc.session.expire_all()
+    assert held_alert(lc.session) is None
+    assert pending_confirmation(lc.session).data["reason"] == "the backlog of a new install"

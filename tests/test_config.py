@@ -26,6 +26,8 @@ def test_defaults_follow_the_spec(tmp_path):
     assert settings.snapshot_schedule == "0 * * * *"  # hourly (SPEC §4)
     assert settings.alerts_schedule == "*/15 * * * *"  # every 15 minutes, as the README and CLI help say
     assert settings.storage_alert_percent == 80
+    assert settings.delete_max_per_pass == 1000  # the deletion safety limit (SPEC §9)
+    assert settings.delete_max_share == 0.2
     assert settings.jobs_path == tmp_path / "jobs"
     assert settings.archive_base_path == tmp_path / "archive"
     assert settings.trash_path == tmp_path / "trash"
@@ -73,11 +75,26 @@ def test_values_are_parsed(tmp_path):
         ({"STORAGE_ALERT_PERCENT": "150"}, "STORAGE_ALERT_PERCENT"),
         ({"ALERT_WEBHOOK_URL": "ftp://example"}, "ALERT_WEBHOOK_URL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"DELETE_MAX_PER_PASS": "0"}, "DELETE_MAX_PER_PASS"),
+        ({"DELETE_MAX_PER_PASS": "many"}, "DELETE_MAX_PER_PASS"),
+        ({"DELETE_MAX_SHARE": "0"}, "DELETE_MAX_SHARE"),
+        ({"DELETE_MAX_SHARE": "1.5"}, "DELETE_MAX_SHARE"),
+        ({"DELETE_MAX_SHARE": "20%"}, "DELETE_MAX_SHARE"),
+        ({"DELETE_MAX_SHARE": "nan"}, "DELETE_MAX_SHARE"),
     ],
 )
 def test_invalid_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError, match=variable):
         load_settings(env)
+
+
+def test_the_deletion_limits_are_read_and_a_bad_share_says_what_it_must_be():
+    settings = load_settings({"DELETE_MAX_PER_PASS": "50", "DELETE_MAX_SHARE": "1"})
+    assert (settings.delete_max_per_pass, settings.delete_max_share) == (50, 1.0)
+    assert load_settings({"DELETE_MAX_SHARE": " 0.05 "}).delete_max_share == 0.05
+    with pytest.raises(ConfigError) as stop:
+        load_settings({"DELETE_MAX_SHARE": "20"})
+    assert str(stop.value) == "DELETE_MAX_SHARE must be a fraction above 0 and at most 1 (0.2 is a fifth), got '20'"
 
 
 def test_create_app_refuses_invalid_settings(tmp_path, clean_env):

@@ -123,7 +123,7 @@ def test_a_killed_archival_is_recorded_interrupted_and_repaired_when_a_worker_st
     assert tree(folder) == original
     from app.monitoring.alert_check import alert_conditions
 
-    failures = alert_conditions(lc.session, lc.settings.scraper_data_path, 100, lc.now())["archive_failures"]
+    failures = alert_conditions(lc.session, lc.settings.scraper_data_path, 100, lc.now())["archive_failed"]
     assert failures is not None  # the alerts see it
 
 

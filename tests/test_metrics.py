@@ -29,7 +29,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc
     trashed = make_run(days_ago=12)
     archival.archive_run(lc, trashed.id, actor="test")
     deletion.delete_run(lc, trashed.id, actor="test", reason="dup", strategy="soft")
-    lc.session.add(Alert(kind="disk_full", severity="warning", message="x"))
+    lc.session.add(Alert(kind="disk", severity="warning", message="x"))
     lc.session.commit()
     tasks.enqueue(tasks.archive_job, str(active.id), "test")
     response = client.get("/metrics", headers=admin.headers)
@@ -44,7 +44,7 @@ def test_metrics_expose_tiers_events_alerts_disk_and_the_queue(client, admin, lc
     assert found['agar_stored_bytes{tier="archived"}'] == jobs[archived.id].archive_size_bytes
     assert found['agar_lifecycle_events_total{action="archive",outcome="succeeded"}'] == 2
     assert found['agar_lifecycle_events_total{action="delete",outcome="succeeded"}'] == 1
-    assert found['agar_alerts_open{kind="disk_full",severity="warning"}'] == 1
+    assert found['agar_alerts_open{kind="disk",severity="warning"}'] == 1
     assert found["agar_redis_up"] == 1 and found['agar_tasks{queue="agar",state="queued"}'] == 1
     assert 0 < found["agar_disk_free_bytes"] <= found["agar_disk_total_bytes"]
     assert client.post("/metrics", headers=admin.headers).status_code == 405

@@ -68,20 +68,20 @@ def test_alerts_open_once_update_and_resolve_when_the_problem_is_gone(lc):
     now = datetime.now(UTC)
     assert check_alerts(lc.session, data, 100, now)["opened"] == []  # no disk is 100 % full here, nothing failed
     first = check_alerts(lc.session, data, 1, now)  # any disk in use is past 1 %
-    assert first["opened"] == ["disk_full"]
+    assert first["opened"] == ["disk"]
     again = check_alerts(lc.session, data, 1, now + timedelta(minutes=15))
-    assert again["opened"] == [] and again["still_open"] == ["disk_full"]
+    assert again["opened"] == [] and again["still_open"] == ["disk"]
     lc.session.add(
         LifecycleEvent(job_id=uuid.uuid4(), action="archive", actor="scheduler", outcome="failed", started_at=now)
     )
     lc.session.commit()
     failing = check_alerts(lc.session, data, 100, now + timedelta(minutes=30))
-    assert failing == {"opened": ["archive_failures"], "resolved": ["disk_full"], "still_open": [], "notify_failed": []}
+    assert failing == {"opened": ["archive_failed"], "resolved": ["disk"], "still_open": [], "notify_failed": []}
     alerts = {a.kind: a for a in lc.session.scalars(select(Alert))}
-    assert alerts["disk_full"].resolved_at is not None and alerts["archive_failures"].resolved_at is None
-    assert alerts["archive_failures"].message == "1 run: the last archive attempt failed (in the last 24 hours)"
+    assert alerts["disk"].resolved_at is not None and alerts["archive_failed"].resolved_at is None
+    assert alerts["archive_failed"].message == "1 run: the last archive attempt failed (in the last 24 hours)"
     later = check_alerts(lc.session, data, 100, now + timedelta(hours=25))  # the failure is a day old
-    assert later["resolved"] == ["archive_failures"]
+    assert later["resolved"] == ["archive_failed"]
     assert lc.session.scalar(select(func.count()).select_from(Alert)) == 2
 
 
@@ -107,24 +107,24 @@ def test_the_archive_failure_alert_resolves_once_each_run_archived_after_failing
 
     def open_alert():
         return lc.session.scalars(
-            select(Alert).where(Alert.kind == "archive_failures", Alert.resolved_at.is_(None))
+            select(Alert).where(Alert.kind == "archive_failed", Alert.resolved_at.is_(None))
         ).first()
 
     attempt(first, "failed", 0)
     attempt(first, "failed", 5)  # one run failing twice is one run in trouble
-    assert check_alerts(lc.session, data, 100, start + timedelta(minutes=10))["opened"] == ["archive_failures"]
-    assert open_alert().data == {"failed_runs": 1}
+    assert check_alerts(lc.session, data, 100, start + timedelta(minutes=10))["opened"] == ["archive_failed"]
+    assert open_alert().data == {"failed_runs": 1, "subject": "all"}  # the site's, not one run's
     attempt(second, "failed", 15)
     attempt(first, "skipped", 20)  # busy: says nothing about whether archiving works
     attempt(first, "succeeded", 25)
     attempt(second, "started", 30)  # under way: the failure stands until it ends
     report = check_alerts(lc.session, data, 100, start + timedelta(minutes=35))
-    assert report["still_open"] == ["archive_failures"] and open_alert().data == {"failed_runs": 1}
+    assert report["still_open"] == ["archive_failed"] and open_alert().data["failed_runs"] == 1
     assert open_alert().message == "1 run: the last archive attempt failed (in the last 24 hours)"
     attempt(second, "succeeded", 40)
     report = check_alerts(lc.session, data, 100, start + timedelta(minutes=45))  # an hour, not a day, later
-    assert report["resolved"] == ["archive_failures"] and open_alert() is None
-    resolved = lc.session.scalars(select(Alert).where(Alert.kind == "archive_failures")).one()
+    assert report["resolved"] == ["archive_failed"] and open_alert() is None
+    resolved = lc.session.scalars(select(Alert).where(Alert.kind == "archive_failed")).one()
     assert resolved.resolved_at == start + timedelta(minutes=45)
 
 
@@ -154,15 +154,15 @@ def test_a_new_alert_is_posted_to_the_webhook_and_a_dead_webhook_is_reported(lc)
         report = check_alerts(lc.session, lc.settings.scraper_data_path, 1, datetime.now(UTC), webhook_notifier(url))
     finally:
         server.shutdown()
-    assert report["opened"] == ["disk_full"] and report["notify_failed"] == []
-    assert len(received) == 1 and received[0]["kind"] == "disk_full"
+    assert report["opened"] == ["disk"] and report["notify_failed"] == []
+    assert len(received) == 1 and received[0]["kind"] == "disk"
     assert received[0]["severity"] in ("warning", "critical")
     assert "% full (alert at 1 %)" in received[0]["message"]
     lc.session.query(Alert).delete()
     lc.session.commit()
     dead = webhook_notifier("http://127.0.0.1:9/nobody-listens", timeout=2)
     report = check_alerts(lc.session, lc.settings.scraper_data_path, 1, datetime.now(UTC), dead)
-    assert report["opened"] == ["disk_full"] and report["notify_failed"][0].startswith("disk_full: ")
+    assert report["opened"] == ["disk"] and report["notify_failed"][0].startswith("disk all: ")
     assert lc.session.scalar(select(func.count()).select_from(Alert).where(Alert.resolved_at.is_(None))) == 1
 
 
@@ -171,12 +171,12 @@ def test_alerts_check_command(runner, lc, monkeypatch):
 
     from app.cli import monitoring as cli
 
-    for percent, opened in ((1, "opened: disk_full"), (100, "opened: none")):
+    for percent, opened in ((1, "opened: disk"), (100, "opened: none")):
         chosen = dataclasses.replace(lc.settings, storage_alert_percent=percent)
         monkeypatch.setattr(cli, "settings", lambda chosen=chosen: chosen)
         result = runner.invoke(args=["alerts", "check"])
         assert result.exit_code == 0 and result.output.splitlines()[0] == opened
-    assert result.output.splitlines()[1:] == ["still open: none", "resolved: disk_full"]
+    assert result.output.splitlines()[1:] == ["still open: none", "resolved: disk"]
 
 
 def test_an_alert_raised_by_the_lifecycle_is_sent_once_by_the_next_check(lc, make_run):

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from app.api import params
 from app.api.schemas import SHAPES
 from app.config import COMPRESSIONS, DELETION_STRATEGIES
-from app.lifecycle import archival, deletion
+from app.lifecycle import archival, deletion, policies
 from app.lifecycle.alerts import SEVERITIES
 from app.lifecycle.queries import MAX_LIMIT, MAX_OFFSET
 from app.models import (
@@ -171,6 +171,9 @@ def test_every_documented_body_names_exactly_the_fields_its_view_accepts(
     deletion.delete_run(lc, deleted.id, actor="ada", reason="test")
     lc.session.commit()
     run_for = {"restore": archived.id, "undelete": deleted.id}
+    fields = policies.read_fields({"name": "p", "scraper_pattern": "*", "archive_after_days": 1}, partial=False)
+    policy = policies.add_policy(lc.session, fields, actor="ada", reason="test", now=lc.now())
+    lc.session.commit()
     document = client.get("/openapi.json").json
     sent = 0
     for path, operations in document["paths"].items():
@@ -179,7 +182,8 @@ def test_every_documented_body_names_exactly_the_fields_its_view_accepts(
                 continue
             name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
             job_id = run_for.get(path.rsplit("/", 1)[-1], active.id)
-            response = getattr(admin, method)(path.replace("{job_id}", str(job_id)), json={"no such field": 1})
+            url = path.replace("{job_id}", str(job_id)).replace("{policy_id}", str(policy.id))
+            response = getattr(admin, method)(url, json={"no such field": 1})
             assert response.status_code == 400 and "no such field" in response.json["error"]["message"], (
                 path,
                 method,
@@ -188,7 +192,7 @@ def test_every_documented_body_names_exactly_the_fields_its_view_accepts(
             endpoint = "api." + operation["operationId"]
             assert accepted_fields[endpoint] == set(document["components"]["schemas"][name]["properties"]), endpoint
             sent += 1
-    assert sent == 7
+    assert sent == 11
 
 
 def test_every_list_writes_exactly_the_documented_fields(app, client, admin, lc, make_run):

@@ -333,7 +333,7 @@ def test_the_storage_page_draws_its_charts_from_the_tables_and_shows_alerts(brow
     now = datetime.now(UTC)
     take_snapshot(lc.session, lc.settings.scraper_data_path, now - timedelta(hours=1))
     take_snapshot(lc.session, lc.settings.scraper_data_path, now)
-    lc.session.add(Alert(kind="archive_failures", severity="warning", message="3 archives failed tonight"))
+    lc.session.add(Alert(kind="archive_failed", severity="warning", message="3 archives failed tonight"))
     lc.session.commit()
     from app.web import reports
 
@@ -420,3 +420,28 @@ def test_an_archived_run_lists_its_files_and_opens_one_without_restoring(browse,
     assert "The first 2 are listed" in page and page.count("/archive/files/") == 2  # two files; and the JSON list
     active = make_run(days_ago=1, owner=member.user.id)
     assert "Files in the archive" not in browser.get(f"/runs/{active.id}").text
+
+
+def test_the_run_page_says_which_policy_keeps_the_run_and_a_hold_hides_delete(browse, admin, lc, make_run):
+    from app.lifecycle import policies
+
+    job = make_run(days_ago=10, owner=admin.user.id)
+    browser = browse(admin)
+    page = browser.get(f"/runs/{job.id}").text
+    assert (
+        "archived 7 days after it finished (ARCHIVE_AFTER_DAYS): due now" in page
+        and "<summary>Delete</summary>" in page
+    )
+    for fields in (
+        {"name": "keep one", "scraper_pattern": "books-*", "archive_after_days": 1, "keep_last": 1},
+        {"name": "litigation", "scraper_pattern": "*", "archive_after_days": 1, "legal_hold": True},
+    ):
+        policies.add_policy(
+            lc.session, policies.read_fields(fields, partial=False), actor="ada", reason="r", now=lc.now()
+        )
+    lc.session.commit()
+    page = browser.get(f"/runs/{job.id}").text
+    assert "held: legal hold of policy &#39;litigation&#39;; kept: newest 1 of books-toscrape" in page
+    assert "keep one</a>" in page and "<summary>Delete</summary>" not in page
+    refused = browser.post(f"/runs/{job.id}/delete", data={"reason": "old", "confirm": "yes"})
+    assert refused.status_code == 409 and "litigation" in refused.text

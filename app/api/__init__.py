@@ -24,4 +24,4 @@ def end_read(error: BaseException | None) -> None:
             session.commit()
 
 
-from app.api import actions, archives, auth, jobs, monitoring  # noqa: E402,F401  (routes register on bp)
+from app.api import actions, archives, auth, jobs, monitoring, policies  # noqa: E402,F401  (routes register on bp)

@@ -14,10 +14,10 @@ from app import tasks
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
-from app.api.jobs import require, visible_job
+from app.api.jobs import require, used, visible_job
 from app.api.openapi import documented
 from app.api.params import json_body
-from app.api.schemas import job_json
+from app.api.policies import run_json
 from app.extensions import lifecycle, settings
 from app.lifecycle import access, deletion, queries
 from app.lifecycle.queries import parse_timestamp
@@ -54,6 +54,8 @@ def _start(action: str, task: Any, job_id: str) -> Any:
     job = visible_job(job_id)
     body = _optional_body({"reason"})
     require(action, job)
+    if action == "restore":
+        used(job, "restored")
     return enqueue_for(task, job, _reason(body, required=False))
 
 
@@ -91,7 +93,7 @@ def undelete_job(job_id: str) -> Any:
     body = _optional_body({"reason"})
     require("undelete", job)
     deletion.undelete_run(lifecycle(), job.id, actor=current_user().username, reason=_reason(body, required=False))
-    return job_json(load_run(lifecycle(), job.id))
+    return run_json(load_run(lifecycle(), job.id))
 
 
 @bp.post("/jobs/<job_id>/retention")
@@ -117,4 +119,4 @@ def extend_job_retention(job_id: str) -> Any:
         retain_until=retain_until,
         keep_forever=keep_forever,  # type: ignore[arg-type]
     )
-    return job_json(load_run(lifecycle(), job.id))
+    return run_json(load_run(lifecycle(), job.id))

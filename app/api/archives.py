@@ -13,7 +13,7 @@ from flask import Response, request, stream_with_context
 from app.api import bp
 from app.api.auth import current_user
 from app.api.errors import ApiError
-from app.api.jobs import require, visible_job
+from app.api.jobs import require, used, visible_job
 from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import dates, pagination
@@ -94,7 +94,9 @@ def archived_job(job_id: str) -> Job:
 @documented(ok=(200, None), media="application/octet-stream")
 def download_archive(job_id: str) -> Any:
     """The archive file, streamed, with ETag and Repr-Digest (SHA-256), Range and If-None-Match."""
-    return archive_download(archived_job(job_id))
+    job = archived_job(job_id)
+    used(job, "downloaded")
+    return archive_download(job)
 
 
 @bp.get("/jobs/<job_id>/archive/files")
@@ -127,6 +129,7 @@ def read_archive_file(job_id: str, member_path: str) -> Any:
         headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(member.sha256)).decode()}:"
     if request.if_none_match and member.sha256 and request.if_none_match.contains(member.sha256):
         return Response(status=304, headers={"ETag": headers["ETag"]})
+    used(job, "downloaded")
     try:
         read = read_member(lc, job, member)
     except ArchiveCorrupt as error:

@@ -14,9 +14,10 @@ from app.api.errors import ApiError
 from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import dates, job_id_param, json_body, pagination, text_field
-from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json, job_json
+from app.api.policies import run_json
+from app.api.schemas import EVENT_COLUMNS, JOB_COLUMNS, event_json
 from app.extensions import db, settings
-from app.lifecycle import access, queries
+from app.lifecycle import access, accesses, queries
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.queries import parse_timestamp
 from app.lifecycle.runs import register_run, update_run
@@ -36,7 +37,14 @@ def visible_job(raw_id: str) -> Job:
 
 def require(action: str, job: Job) -> None:
     """Refuse now what the run's lock would refuse later: the rules of ``app.lifecycle.access``."""
-    access.require(current_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days)
+    held = access.hold_on(db.session, job, action)
+    access.require(current_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days, held=held)
+
+
+def used(job: Job, kind: str) -> None:
+    """A person used the run through the API (``app.lifecycle.accesses``: what keep_after_access_days reads)."""
+    user = current_user()
+    accesses.record_access(db.session, job, kind, by=user.username, by_id=user.id, now=utcnow())
 
 
 def _stats_field(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -119,7 +127,7 @@ def create_job() -> Any:
         stats=_refuse_inexact_integers(_stats_field(body)),
         **stamps,
     )
-    return job_json(job), 201, {"Location": url_for("api.get_job", job_id=str(job.id))}
+    return run_json(job), 201, {"Location": url_for("api.get_job", job_id=str(job.id))}
 
 
 @bp.get("/jobs")
@@ -158,7 +166,7 @@ def get_job(job_id: str) -> Any:
     if job is None or not access.may_see(current_user(), job):
         raise RunNotFound(f"no run {job_id}")
     events = connection.execute(_HISTORY, {"job_id": job.id})
-    return {**job_json(job), "events": [event_json(event) for event in events]}
+    return {**run_json(job), "events": [event_json(event) for event in events]}
 
 
 @bp.patch("/jobs/<job_id>")
@@ -171,4 +179,4 @@ def patch_job(job_id: str) -> Any:
     if status is not None and (not isinstance(status, str) or status not in JOB_STATUSES):
         raise ApiError(400, f"status must be one of {', '.join(JOB_STATUSES)}")
     update_run(db.session, settings().jobs_path, job, status=status, stats=_refuse_inexact_integers(_stats_field(body)))
-    return job_json(job)
+    return run_json(job)

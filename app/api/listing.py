@@ -36,7 +36,8 @@ from sqlalchemy import Select, Uuid, bindparam, select, tuple_
 
 from app.api.auth import current_user
 from app.api.errors import ApiError
-from app.api.schemas import JOB_COLUMNS, job_json, page
+from app.api.policies import runs_json
+from app.api.schemas import JOB_COLUMNS, page
 from app.extensions import db
 from app.lifecycle import queries
 from app.lifecycle.access import Actor
@@ -224,6 +225,6 @@ def run_page(
         matching, page_query = shape.matching, shape.page
     rows = db.session.connection().execute(page_query, values).all()  # Core rows: fastest
     total, capped = page_total(matching, len(rows), limit, offset, from_start=raw_cursor is None, values=values)
-    body = page([job_json(row) for row in rows], total, limit, offset, capped=capped)
+    body = page(runs_json(rows), total, limit, offset, capped=capped)
     body["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == limit else None
     return body

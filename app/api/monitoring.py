@@ -14,10 +14,10 @@ from app.api.auth import current_user
 from app.api.errors import ApiError
 from app.api.listing import Statements, page_total, statements_for, viewer
 from app.api.openapi import documented
-from app.api.params import dates, job_id_param, pagination
+from app.api.params import dates, job_id_param, json_body, pagination
 from app.api.schemas import AUDIT, EVENT_COLUMNS, alert_json, audit_json, event_json, iso, page, snapshot_json
 from app.extensions import db, redis_connection, settings
-from app.lifecycle import access, queries
+from app.lifecycle import access, deletion_limits, queries
 from app.models import COUNT_CAP as HISTORY_COUNT_CAP
 from app.models import (
     Alert,
@@ -25,8 +25,10 @@ from app.models import (
     count_rows,
     utcnow,
 )
+from app.monitoring import forecast
 from app.monitoring.figures import site_figures_json
 from app.monitoring.figures import storage_stats as compute_storage_stats
+from app.monitoring.scrapers import scraper_stats
 from app.tasks import TASK_ID, task_state
 
 # History tables only grow: their listings count exactly up to this many rows, then say "at least".
@@ -156,6 +158,18 @@ def storage_stats() -> Any:
     return current_app.response_class(body, mimetype="application/json")
 
 
+@bp.get("/scrapers/stats")
+@documented(ok=(200, "ScraperStats"), query=("days",))
+def scrapers_stats() -> Any:
+    """Run patterns per scraper over the last ``days`` (1–365, default 30) and its bytes per tier now.
+
+    Runs per day, failure rate, median size, bytes per tier (app.monitoring.scrapers). Admins get
+    every scraper; a member the scrapers of their own runs, counted over their own runs.
+    """
+    days = forecast.days_asked(request.args.get("days"))
+    return scraper_stats(db.session, current_user(), days=days, now=utcnow())
+
+
 @bp.get("/storage/trend")
 @documented(ok=(200, "Page[Snapshot]"), query=("limit", "offset", "start_date", "end_date"))
 def storage_trend() -> Any:
@@ -183,3 +197,28 @@ def list_alerts() -> Any:
     rows = db.session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit).offset(offset))
     items = [alert_json(row) for row in rows]
     return page(items, total, limit, offset)
+
+
+@bp.post("/lifecycle/confirm-deletions")
+@documented(ok=(200, "Alert"), body="ConfirmDeletions")
+def confirm_deletions() -> Any:
+    """Release the cleanup pass the deletion limit holds (admins, with a ``reason``) → 200 with the alert.
+
+    The ``deletion_limit`` alert is resolved with who confirmed and why; the next cleanup pass
+    deletes what was held (app.lifecycle.deletion_limits). 409 when no pass is held.
+    """
+    user = current_user()
+    access.require_admin(user, "confirm deletions held by the deletion limit")
+    body = json_body({"reason"}) if request.get_data(cache=True).strip() else {}  # no body: "say why"
+    alert = deletion_limits.confirm_deletions(db.session, actor=user.username, reason=body.get("reason"), now=utcnow())
+    return alert_json(alert)
+
+
+@bp.get("/storage/forecast")
+@documented(ok=(200, "StorageForecast"), query=("days",))
+def storage_forecast() -> Any:
+    """Bytes per tier and the disk's use for each of the next ``days`` (1–365, default 30), projected from
+    the recent arrival of runs, the measured compression ratio and the retention policies (admins)."""
+    _admins_only("the storage forecast")
+    days = forecast.days_asked(request.args.get("days"))
+    return forecast.site_forecast(db.session, settings(), days=days, now=utcnow())

@@ -17,13 +17,16 @@ from typing import Any
 from flask import Blueprint, current_app, g, render_template, session
 from markupsafe import Markup
 
-from app.api.schemas import ALERT, AUDIT, EVENT, JOB, MEMBER, SNAPSHOT, column_schema
+from app.api.schemas import ALERT, AUDIT, EVENT, JOB, MEMBER, POLICY, POLICY_CHANGE, SCRAPER, SNAPSHOT, column_schema
 from app.auth.sessions import caller_of_session
 from app.config import DELETION_STRATEGIES
 from app.extensions import db
+from app.lifecycle import policies
 from app.lifecycle.events import SUPERSEDED
 from app.lifecycle.queries import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_SEARCH
 from app.models import EVENT_OUTCOMES, JOB_STATUSES, LIFECYCLE_ACTIONS, Job
+from app.monitoring.figures import TIERS as STORAGE_TIERS
+from app.monitoring.forecast import TIERS as FORECAST_TIERS
 
 bp = Blueprint("openapi", __name__)
 
@@ -64,6 +67,12 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "action": {"type": "string", "enum": list(LIFECYCLE_ACTIONS)},
     "outcome": {"type": "string", "enum": list(EVENT_OUTCOMES)},
     "actor": {"type": "string"},
+    "days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 30},
+    "dry_run": {
+        "type": "string",
+        "enum": ["1", "true", "0", "false"],
+        "description": "1: answer what the change would do in the next passes (PolicyEffect, 200); save nothing",
+    },
 }
 
 
@@ -81,6 +90,38 @@ def _body(fields: dict[str, dict[str, Any]], required: tuple[str, ...] = ()) -> 
 
 _REASON = {"type": "string", "minLength": 1, "description": "why: kept in the run's history"}
 _IMPORTING = "admins only: importing a finished run"
+# A policy's fields as an ask sets them (app.lifecycle.policies.read_fields checks the same limits).
+POLICY_FIELDS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": policies.MAX_NAME},
+    "scraper_pattern": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": policies.MAX_PATTERN,
+        "description": "glob: * any characters, ? one; case ignored",
+    },
+    "statuses": POLICY.schema()["properties"]["statuses"],
+    "archive_after_days": {"type": "integer", "minimum": 0, "maximum": policies.MAX_DAYS},
+    "delete_after_days": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": policies.MAX_DAYS,
+        "description": "null: never deleted by the schedule (also when left out of a new policy)",
+    },
+    "keep_last": {"type": "integer", "minimum": 0, "maximum": policies.MAX_KEEP_LAST},
+    "keep_after_access_days": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": policies.MAX_DAYS,
+        "description": "a run opened, downloaded or restored by a person within this many days is not deleted",
+    },
+    "legal_hold": {"type": "boolean"},
+    "priority": {"type": "integer", "minimum": policies.PRIORITIES[0], "maximum": policies.PRIORITIES[1]},
+}
+_RUNS_AND_BYTES = {
+    "type": "object",
+    "required": ["runs", "bytes"],
+    "properties": {"runs": {"type": "integer"}, "bytes": {"type": "integer"}},
+}
 # The request bodies, by the columns they fill. Each names exactly the fields its view's
 # json_body accepts: tests/test_openapi.py sends every body and compares.
 BODIES: dict[str, dict[str, Any]] = {
@@ -102,10 +143,15 @@ BODIES: dict[str, dict[str, Any]] = {
     ),
     "Reason": _body({"reason": _REASON}),
     "Deletion": _body({"reason": _REASON, "strategy": PARAMETERS["strategy"]}, required=("reason",)),
+    "NewPolicy": _body(
+        {**POLICY_FIELDS, "reason": _REASON}, required=("name", "scraper_pattern", "archive_after_days", "reason")
+    ),
+    "PolicyUpdate": _body({**POLICY_FIELDS, "reason": _REASON}, required=("reason",)),
     "Retention": _body(
         {"reason": _REASON, "retain_until": _field(Job.retain_until), "keep_forever": _field(Job.keep_forever)},
         required=("reason",),
     ),
+    "ConfirmDeletions": _body({"reason": {**_REASON, "description": "why: kept with the alert"}}, required=("reason",)),
 }
 OPTIONAL_BODIES = {"Reason"}  # no body at all is an empty one
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -120,7 +166,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             }
         },
     },
-    **{shape.name: shape.schema() for shape in (JOB, EVENT, AUDIT, SNAPSHOT, ALERT, MEMBER)},
+    **{shape.name: shape.schema() for shape in (JOB, EVENT, AUDIT, SNAPSHOT, ALERT, MEMBER, POLICY, POLICY_CHANGE)},
     "JobWithHistory": {
         "allOf": [
             {"$ref": "#/components/schemas/Job"},
@@ -136,6 +182,61 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 },
             },
         ]
+    },
+    "StorageForecast": {
+        "type": "object",
+        "required": ["days", "alert_threshold_date"],
+        "properties": {
+            "days": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "date",
+                        "active_bytes",
+                        "archived_bytes",
+                        "trash_bytes",
+                        "restored_bytes",
+                        "disk_used_percent",
+                    ],
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        **{f"{tier}_bytes": {"type": "integer"} for tier in FORECAST_TIERS},
+                        "disk_used_percent": {"type": ["number", "null"]},
+                    },
+                },
+            },
+            "alert_threshold_date": {
+                "type": ["string", "null"],
+                "format": "date",
+                "description": "the first day the disk's use reaches STORAGE_ALERT_PERCENT; null: not within the days",
+            },
+        },
+    },
+    "PolicyEffect": {
+        "type": "object",
+        "required": ["archive", "delete", "by_scraper"],
+        "description": "what the next archival and cleanup passes take (recorded sizes); a dry run adds the "
+        "change from the policies in force",
+        "properties": {
+            "archive": _RUNS_AND_BYTES,
+            "delete": _RUNS_AND_BYTES,
+            "by_scraper": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "scraper": {"type": "string"},
+                        **{
+                            f"{step}_{what}": {"type": "integer"}
+                            for step in ("archive", "delete")
+                            for what in ("runs", "bytes")
+                        },
+                    },
+                },
+            },
+            "change": {"type": "object", "properties": {"archive": _RUNS_AND_BYTES, "delete": _RUNS_AND_BYTES}},
+        },
     },
     "Accepted": {
         "type": "object",
@@ -167,6 +268,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "StorageStats": {
         "type": "object",
         "required": ["as_of", "tiers", "compression", "archive_success_rate", "disk"],
+        "properties": {
+            "tiers": {
+                "type": "object",
+                "required": list(STORAGE_TIERS),
+                "properties": dict.fromkeys(STORAGE_TIERS, _RUNS_AND_BYTES),
+                "description": "runs and bytes per tier (restored: working copies of archived runs in jobs/, "
+                "whose archives count as archived; purged: what their archives weighed)",
+            }
+        },
+    },
+    SCRAPER.name: SCRAPER.schema(),
+    "ScraperStats": {
+        "type": "object",
+        "required": ["days", "since", "scrapers"],
+        "properties": {
+            "days": {"type": "integer", "description": "the window: this many UTC days, today included"},
+            "since": {"type": "string", "format": "date", "description": "the window's first day"},
+            "scrapers": {"type": "array", "items": {"$ref": f"#/components/schemas/{SCRAPER.name}"}},
+        },
     },
 }
 ERRORS = {

@@ -20,20 +20,26 @@ from sqlalchemy import JSON, Boolean, Column, Integer, Row, String, Uuid
 
 from app.config import COMPRESSIONS, DELETION_STRATEGIES
 from app.lifecycle.alerts import SEVERITIES
+from app.lifecycle.retention import Explanation
 from app.lifecycle.runs import tier_from
 from app.models import (
     EVENT_OUTCOMES,
+    FINISHED_STATUSES,
     JOB_STATUSES,
     LIFECYCLE_ACTIONS,
+    POLICY_CHANGES,
     VERIFY_OUTCOMES,
     Alert,
     ArchiveMember,
     Job,
     JobAudit,
     LifecycleEvent,
+    PolicyChange,
+    RetentionPolicy,
     StorageSnapshot,
     UTCDateTime,
 )
+from app.monitoring.figures import STORED_TIERS
 
 _ONCE = datetime(2000, 1, 1, tzinfo=UTC)
 # The tiers a run can be in, as tier_from names them: neither stamp, archived, deleted.
@@ -80,6 +86,8 @@ class Shape:
     columns: tuple[Column[Any], ...]
     enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     computed: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    # Columns whose JSON type says less than the rules that fill them (a JSON column holding a list).
+    overrides: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @cached_property  # read once per row written: worked out once (the dataclass is frozen, not slotted)
     def column_keys(self) -> tuple[str, ...]:
@@ -94,6 +102,7 @@ class Shape:
         if unknown:
             raise ValueError(f"{self.name}: enums for columns it does not carry: {sorted(unknown)}")
         properties = {column.key: column_schema(column, enum=self.enums.get(column.key)) for column in self.columns}
+        properties.update(self.overrides)
         return {"type": "object", "required": list(self.keys), "properties": {**properties, **self.computed}}
 
 
@@ -109,6 +118,11 @@ JOB = Shape(
     computed={
         "tier": {"type": "string", "enum": list(TIERS)},
         "restored": {"type": "boolean", "description": "a working copy of the archive is in jobs/"},
+        "policy": {
+            "type": ["string", "null"],
+            "description": "the retention policy governing the run; null: the environment's defaults",
+        },
+        "retention_reason": {"type": "string", "description": "why the run is kept, or when it moves on, in words"},
     },
 )
 EVENT = Shape("Event", _columns(LifecycleEvent), enums={"action": LIFECYCLE_ACTIONS, "outcome": EVENT_OUTCOMES})
@@ -125,7 +139,20 @@ MEMBER = Shape(
     _columns(ArchiveMember, "path", "kind", "size", "sha256", "link_target"),
     enums={"kind": MEMBER_KINDS},
 )
-SHAPES = (JOB, EVENT, AUDIT, SNAPSHOT, ALERT, MEMBER)
+
+POLICY = Shape(
+    "Policy",
+    _columns(RetentionPolicy),
+    overrides={
+        "statuses": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(FINISHED_STATUSES)},
+            "description": "the statuses it applies to; empty: every finished status",
+        }
+    },
+)
+POLICY_CHANGE = Shape("PolicyChange", _columns(PolicyChange), enums={"action": POLICY_CHANGES})
+SHAPES = (JOB, EVENT, AUDIT, SNAPSHOT, ALERT, MEMBER, POLICY, POLICY_CHANGE)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -144,13 +171,15 @@ EVENT_COLUMNS = EVENT.columns
 _EVENT_KEYS = EVENT.column_keys
 
 
-def job_json(job: Any) -> dict[str, Any]:
-    """A run (an ORM object or a row of ``JOB_COLUMNS``): the ``JOB`` shape, every column, ``tier`` and ``restored``."""
+def job_json(job: Any, words: Explanation) -> dict[str, Any]:
+    """A run (an ORM object or a row of ``JOB_COLUMNS``): the ``JOB`` shape, every column, ``tier``,
+    ``restored``, and its retention in ``words`` (``app.lifecycle.retention.explain``)."""
     values = tuple(job) if isinstance(job, Row) else tuple(getattr(job, key) for key in _JOB_KEYS)
     data = dict(zip(_JOB_KEYS, values, strict=True))
     deleted_at = values[_DELETED_AT]
     data["tier"] = tier_from(values[_ARCHIVED_AT], deleted_at)
     data["restored"] = values[_RESTORED_AT] is not None and deleted_at is None
+    data["policy"], data["retention_reason"] = words.policy, words.reason
     return data
 
 
@@ -190,3 +219,56 @@ def page(items: list[dict[str, Any]], total: int, limit: int, offset: int, *, ca
     if capped:
         body["total_capped"] = True  # at least ``total`` rows match; narrow the filters to count them all
     return body
+
+
+
+def policy_json(row: RetentionPolicy) -> dict[str, Any]:
+    """A retention policy: the ``POLICY`` shape."""
+    return _columns_of(POLICY, row)
+
+
+def policy_change_json(row: PolicyChange) -> dict[str, Any]:
+    """One change to the retention policies: the ``POLICY_CHANGE`` shape."""
+    return _columns_of(POLICY_CHANGE, row)
+
+
+# -- run patterns per scraper (app.monitoring.scrapers) --------------------------------------------
+_RUNS_BYTES = {
+    "type": "object",
+    "required": ["runs", "bytes"],
+    "properties": {"runs": {"type": "integer"}, "bytes": {"type": "integer"}},
+}
+SCRAPER = Shape(
+    "ScraperFigures",
+    _columns(Job, "scraper"),
+    computed={
+        "runs": {"type": "integer", "description": "runs started in the window"},
+        "runs_per_day": {"type": "number"},
+        "finished": {"type": "integer", "description": "of those, runs that completed, failed or were cancelled"},
+        "failed": {"type": "integer"},
+        "failure_rate": {"type": ["number", "null"], "description": "failed / finished; null: none finished"},
+        "median_size_bytes": {
+            "type": ["number", "null"],
+            "description": "median folder size of the finished runs (an even count: the mean of the middle two)",
+        },
+        "tiers": {
+            "type": "object",
+            "required": list(STORED_TIERS),
+            "properties": {tier: _RUNS_BYTES for tier in STORED_TIERS},
+            "description": "what the scraper's runs hold now, whenever they ran (restored: working copies)",
+        },
+        "per_day": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["day", "runs", "failed"],
+                "properties": {
+                    "day": {"type": "string", "format": "date"},
+                    "runs": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                },
+            },
+            "description": "each UTC day of the window, oldest first",
+        },
+    },
+)

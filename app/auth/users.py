@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models import User
-from app.names import NameRefused, check_visible_name
+from app.names import NameRefused, check_email_address, check_visible_name
 from app.ttl_cache import TTLCache
 
 # Actor names the product writes itself; no user may take them.
@@ -64,8 +64,11 @@ def new_token() -> str:
     return "agar_" + secrets.token_urlsafe(32)
 
 
-def create_user(session: Session, username: str, password: str | None, *, admin: bool) -> tuple[User, str, str]:
-    """Create a user; return it with its password (generated when none is given) and API token."""
+def create_user(
+    session: Session, username: str, password: str | None, *, admin: bool, email: str | None = None
+) -> tuple[User, str, str]:
+    """Create a user (``email``: where their deletion notices go); return it with its password (generated
+    when none is given) and API token."""
     try:
         check_visible_name(username, "username")
     except NameRefused as error:
@@ -76,6 +79,7 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
         raise UserError(f"username {username!r} is reserved for the product's own actions")
     if session.scalar(select(User).where(func.lower(User.username) == username.lower())):
         raise UserError(f"user {username!r} already exists")
+    email = checked_email(email)
     if password is None:
         password = secrets.token_urlsafe(12)
     else:
@@ -86,10 +90,28 @@ def create_user(session: Session, username: str, password: str | None, *, admin:
         password_hash=generate_password_hash(password),
         role="admin" if admin else "member",
         api_token_hash=hash_token(token),
+        email=email,
     )
     session.add(user)
     session.commit()
     return user, password, token
+
+
+def checked_email(email: str | None) -> str | None:
+    """The address deletion notices go to, checked (``app.names.check_email_address``); None or "" for none."""
+    if email is None or not email.strip():
+        return None
+    try:
+        check_email_address(email.strip(), "email")
+    except NameRefused as error:
+        raise UserError(str(error)) from None
+    return email.strip()
+
+
+def set_email(session: Session, user: User, email: str | None) -> None:
+    """Give a user the address their deletion notices go to (None: no mail)."""
+    user.email = checked_email(email)
+    session.commit()
 
 
 def check_new_password(password: str) -> None:

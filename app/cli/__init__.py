@@ -13,8 +13,10 @@ def register_commands(app: Flask) -> None:
     """Add every command group to ``flask``."""
     from app.cli.demo import demo_cli
     from app.cli.monitoring import alerts_cli, storage_cli
+    from app.cli.notices import notices_cli
+    from app.cli.policies import policies_cli
     from app.cli.runs import runs_cli
     from app.cli.users import users_cli
 
-    for group in (users_cli, runs_cli, demo_cli, storage_cli, alerts_cli):
+    for group in (users_cli, runs_cli, demo_cli, storage_cli, alerts_cli, policies_cli, notices_cli):
         app.cli.add_command(group)

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from app.demo import MAX_DAYS, MAX_RUN_BYTES, MAX_RUNS, has_ever_had_runs, seed_demo
-from app.extensions import db, settings
+from app.demo import MAX_DAYS, MAX_RUN_BYTES, MAX_RUNS, has_ever_had_runs, seed_demo, seed_history
+from app.extensions import db, lifecycle, redis_connection, settings
 from app.lifecycle.errors import LifecycleError
 from app.models import User
 
@@ -53,12 +54,15 @@ def demo_cli() -> None:
 def seed_command(
     runs: int, days: int, run_bytes: int, username: str | None, seed: int | None, first_start: bool
 ) -> None:
-    """Write and register realistic scraper runs (JSON, screenshots, PDFs, logs) over the past weeks."""
+    """Write and register realistic scraper runs (JSON, screenshots, PDFs, logs) over the past weeks,
+    and the history the schedule would have recorded meanwhile (events, hourly snapshots), marked as demo."""
     session = db.session
     if first_start and has_ever_had_runs(session):
         return
     owner = _owner(username)
-    jobs_root = settings().jobs_path
+    s = settings()
+    jobs_root = s.jobs_path
+    now = datetime.now(UTC)
     try:
         made = seed_demo(
             session,
@@ -66,20 +70,52 @@ def seed_command(
             runs=runs,
             days=days,
             run_bytes=run_bytes,
-            now=datetime.now(UTC),
+            now=now,
             created_by=owner.id,
             seed=seed,
         )
     except (OSError, LifecycleError) as error:
         raise click.ClickException(f"cannot write the demo runs into {jobs_root}: {error}") from None
     total = sum(job.size_bytes or 0 for job in made)
-    s = settings()
+    try:
+        history = seed_history(session, s, made, days=days, now=now, seed=seed, lc=_lifecycle_if_redis())
+    except OSError as error:
+        raise click.ClickException(f"seeded the runs, but not their history: {error}") from None
+    snapshots = (
+        f"{history.snapshots} hourly storage snapshots"
+        if history.snapshots
+        else "no storage snapshots (this install has its own)"
+    )
     click.echo(
         f"Seeded {len(made)} demo runs of the past {days} days ({total / 1e6:.1f} MB) in {jobs_root}, "
-        f"owned by {owner.username}.\n"
-        f"The scheduler's first passes archive those older than {s.archive_after_days} days and delete "
-        f"those older than {s.delete_after_days}; `flask runs archive` and `flask runs cleanup` do it now."
+        f"owned by {owner.username}."
     )
+    if history.moved:
+        click.echo(
+            f"Moved them along their past as the schedule would have (archived {s.archive_after_days} days, "
+            f"deleted {s.delete_after_days} days after they finished), each step on its date: "
+            f"{history.events} lifecycle events and {snapshots}, marked as demo.\n"
+            "What falls due from now on is the scheduler's; `flask runs archive` and `flask runs cleanup` "
+            "do it at once."
+        )
+        if history.failed:
+            click.echo(f"{history.failed} runs stopped where a step failed: see their events.", err=True)
+    else:
+        click.echo(
+            f"Redis does not answer, so their past is only described: {history.events} lifecycle events and "
+            f"{snapshots}, marked as demo. The scheduler's first passes archive those older than "
+            f"{s.archive_after_days} days and delete those older than {s.delete_after_days}; "
+            "`flask runs archive` and `flask runs cleanup` do it now."
+        )
+
+
+def _lifecycle_if_redis() -> Any:
+    """The lifecycle core when Redis (the runs' locks) answers, else None."""
+    try:
+        redis_connection().ping()
+    except (RedisError, OSError):
+        return None
+    return lifecycle()
 
 
 def _owner(username: str | None) -> User:

@@ -24,6 +24,7 @@ def snapshot_command() -> None:
         f"at {snapshot.taken_at:%Y-%m-%d %H:%M} UTC: "
         f"active {snapshot.active_count} runs / {snapshot.active_bytes} bytes, "
         f"archived {snapshot.archived_count} / {snapshot.archived_bytes}, trash {snapshot.trash_bytes} bytes, "
+        f"restored {snapshot.restored_count} / {snapshot.restored_bytes}, "
         f"disk {snapshot.disk_free_bytes} of {snapshot.disk_total_bytes} bytes free"
     )
 

@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 
 from app import tasks
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import access, archival, deletion, passes, queries, verification
+from app.lifecycle import access, archival, deletion, deletion_limits, passes, queries, verification
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import BadJobId, parse_job_id, run_folder_name
 from app.lifecycle.policy import runs_due_for_archival, runs_due_for_cleanup, trash_due_for_purge
 from app.lifecycle.reconcile import reconcile
+from app.lifecycle.retention import load_rules
 from app.lifecycle.runs import folder_name_of, is_active, is_archived, is_in_trash, is_purged, load_run
 from app.models import Job, count_rows
 
@@ -101,7 +102,19 @@ def pass_summary(report: passes.PassReport) -> str:
         parts.append(
             f"{'would purge' if report.dry_run else 'purged'} {_plural(report.extra['purged'], 'trashed run')}"
         )
+    if "deletion_limit" in report.extra:
+        parts.append(_deletion_limit_summary(report.extra["deletion_limit"]))
     return "; ".join(parts)
+
+
+def _deletion_limit_summary(limit: dict[str, Any]) -> str:
+    """The deletion limit's numbers for a cleanup pass, and what to do when it held runs."""
+    text = f"{limit['due']} due, limit {limit['limit']} a pass"
+    if limit["confirmed_by"]:
+        text += f" (confirmed by {limit['confirmed_by']})"
+    if limit["held"]:
+        text += f", {limit['held']} held until an admin confirms (flask runs confirm-deletions --reason ...)"
+    return text
 
 
 def _print_report(report: passes.PassReport) -> None:
@@ -126,7 +139,7 @@ def _one_run(
     asks the rules under the run's lock (and skips what is already done: a rerun is harmless)."""
     lc = lifecycle()
     job = load_or_fail(job_id)
-    refused = access.refusal(access.SYSTEM, rule, job, now=lc.now(), grace_days=lc.settings.delete_grace_days)
+    refused = access.refusal_under_lock(lc, rule, job)  # the system asks, as the operation will
     if dry_run:
         size = 0 if refused else ((passes.bytes_to_archive(lc, job) if rule == "archive" else job.size_bytes) or 0)
         if not refused:
@@ -218,6 +231,17 @@ def cleanup_command(dry_run: bool, before: datetime | None, job_id: Any, enqueue
     _print_report(passes.cleanup_old_runs(lifecycle(), actor=_actor(), before=before, dry_run=dry_run, progress=_bar()))
 
 
+@runs_cli.command("confirm-deletions")
+@click.option("--reason", required=True, help="Why these deletions are meant (kept with the alert).")
+def confirm_deletions_command(reason: str) -> None:
+    """Release the cleanup pass the deletion limit holds: the next cleanup pass deletes what was held."""
+    try:
+        alert = deletion_limits.confirm_deletions(db.session, actor=_actor(), reason=reason, now=datetime.now(UTC))
+    except LifecycleError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(deletion_limits.released_text(alert))
+
+
 @runs_cli.command("restore")
 @click.option("--job", "job_id", type=JobIdParam(), required=True, help="The archived run to restore.")
 @click.option("--dry-run", is_flag=True, help="Say whether the run would be restored.")
@@ -290,10 +314,11 @@ def status_command() -> None:
     for name, count, total in tiers:
         click.echo(f"{name:<10}{count:>10}{total:>18}")
     s = settings()
+    rules = load_rules(session, s)
     for label, query in (
-        ("due for archival", runs_due_for_archival(s, now)),
-        ("due for cleanup", runs_due_for_cleanup(s, now)),
-        ("due for purge", trash_due_for_purge(s, now)),
+        ("due for archival", runs_due_for_archival(rules, now)),
+        ("due for cleanup", runs_due_for_cleanup(rules, now)),
+        ("due for purge", trash_due_for_purge(rules, s, now)),
     ):
         click.echo(f"{label}: {count_rows(session, query)}")
 

@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from sqlalchemy import func, select
 
-from app.auth.users import UserError, create_user, rotate_token, set_password
+from app.auth.users import UserError, create_user, rotate_token, set_email, set_password
 from app.extensions import db
 from app.models import User
 
@@ -23,11 +23,12 @@ def users_cli() -> None:
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 @click.option("--password", default=None, help="Password (a random one is generated and printed if omitted).")
-def create_command(username: str, admin: bool, password: str | None) -> None:
+@click.option("--email", default=None, help="Where the user's deletion notices are mailed.")
+def create_command(username: str, admin: bool, password: str | None, email: str | None) -> None:
     """Create a user and print its API token as the last line."""
     generated = password is None
     try:
-        user, password, token = create_user(db.session, username, password, admin=admin)
+        user, password, token = create_user(db.session, username, password, admin=admin, email=email)
     except UserError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Created {user.role} {user.username!r}.")
@@ -72,6 +73,24 @@ def set_password_command(username: str, password: str) -> None:
     except UserError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Changed the password of {user.username!r}; their open sessions have ended.")
+
+
+@users_cli.command("set-email")
+@click.argument("username")
+@click.argument("email")
+def set_email_command(username: str, email: str) -> None:
+    """Set where a user's deletion notices are mailed ("" for nowhere)."""
+    user = db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        set_email(db.session, user, email)
+    except UserError as error:
+        raise click.ClickException(str(error)) from None
+    if user.email:
+        click.echo(f"Deletion notices for {user.username!r} go to {user.email}.")
+    else:
+        click.echo(f"No deletion notices are mailed to {user.username!r}.")
 
 
 @users_cli.command("ensure-admin")

@@ -20,15 +20,19 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Select, false, select, true
+from sqlalchemy.orm import Session
 
 from app.config import DELETION_STRATEGIES
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import LifecycleError, RunConflict
+from app.lifecycle.retention import legal_hold_of
 from app.lifecycle.runs import tier_from
 from app.models import FINISHED_STATUSES, Job, JobAudit, LifecycleEvent
 
 # What can be done to one run, in the product's words.
 ACTIONS = ("archive", "restore", "download", "delete", "hard_delete", "undelete", "extend", "purge")
+# What a legal hold stops (SPEC §9): every way a run's data could be destroyed.
+HELD_BACK = ("delete", "hard_delete", "purge")
 
 
 class Actor(Protocol):
@@ -170,12 +174,18 @@ def _grace_left(job: Any, now: datetime, grace_days: int) -> None:
         raise NotNow(f"the grace period of run {job.id} ended at {ends:%Y-%m-%d %H:%M} UTC", "grace_ended")
 
 
-def _check(actor: Actor, action: str, job: Any, now: datetime, grace_days: int) -> None:
+def _check(actor: Actor, action: str, job: Any, now: datetime, grace_days: int, held: str | None) -> None:
     if action not in ACTIONS:
         raise ValueError(f"no action {action!r}")  # a programming error, not a refusal
     if action in ("hard_delete", "purge") and not actor.is_admin:
         raise Forbidden("only admins may hard-delete" if action == "hard_delete" else "only admins purge the trash")
     _owner_or_admin(actor, job, "act on")
+    if held is not None and action in HELD_BACK:
+        raise NotNow(
+            f"run {job.id} is under the legal hold of retention policy '{held}': nothing it holds is deleted "
+            "until an admin lifts the hold",
+            "legal_hold",
+        )
     if action == "archive":
         _in_tier(job, "active")
         _finished(job, "only finished runs are archived")
@@ -199,24 +209,33 @@ def _check(actor: Actor, action: str, job: Any, now: datetime, grace_days: int) 
         _in_tier(job, "deleted")
 
 
-def refusal(actor: Actor, action: str, job: Any, *, now: datetime, grace_days: int) -> NotAllowed | None:
+def refusal(
+    actor: Actor, action: str, job: Any, *, now: datetime, grace_days: int, held: str | None = None
+) -> NotAllowed | None:
     """Why ``actor`` may not ``action`` this run now, or None when they may.
 
     ``job`` is a ``Job`` or a row with its columns; ``now`` and ``grace_days`` (DELETE_GRACE_DAYS)
-    decide whether an undelete is still possible. A run the actor may not see is ``Forbidden``:
-    doors that hide such runs answer "not found" before asking.
+    decide whether an undelete is still possible; ``held`` names the retention policy whose legal
+    hold holds the run (``hold_on``), which refuses every deletion. A run the actor may not see is
+    ``Forbidden``: doors that hide such runs answer "not found" before asking.
     """
     try:
-        _check(actor, action, job, now, grace_days)
+        _check(actor, action, job, now, grace_days, held)
     except NotAllowed as error:
         return error
     return None
 
 
-def require(actor: Actor, action: str, job: Any, *, now: datetime, grace_days: int) -> None:
+def require(actor: Actor, action: str, job: Any, *, now: datetime, grace_days: int, held: str | None = None) -> None:
     """Raise the refusal if ``actor`` may not ``action`` this run now."""
-    if (error := refusal(actor, action, job, now=now, grace_days=grace_days)) is not None:
+    if (error := refusal(actor, action, job, now=now, grace_days=grace_days, held=held)) is not None:
         raise error
+
+
+def hold_on(session: Session, job: Any, action: str | None = None) -> str | None:
+    """The retention policy whose legal hold holds the run, when ``action`` is one a hold stops
+    (or, with no action, whatever is asked): what ``refusal``'s ``held`` wants."""
+    return legal_hold_of(session, job) if action is None or action in HELD_BACK else None
 
 
 def refusal_under_lock(lc: Lifecycle, action: str, job: Job) -> NotAllowed | None:
@@ -224,7 +243,8 @@ def refusal_under_lock(lc: Lifecycle, action: str, job: Job) -> NotAllowed | Non
 
     The door checked the actor's role already; here the system asks, on the run as it is now.
     """
-    return refusal(SYSTEM, action, job, now=lc.now(), grace_days=lc.settings.delete_grace_days)
+    held = hold_on(lc.session, job, action)
+    return refusal(SYSTEM, action, job, now=lc.now(), grace_days=lc.settings.delete_grace_days, held=held)
 
 
 def require_under_lock(lc: Lifecycle, action: str, job: Job) -> None:
@@ -253,14 +273,16 @@ STRATEGY_OF = {"delete": "soft", "hard_delete": "hard"}
 
 
 def possible_actions(
-    actor: Actor, job: Any, *, now: datetime, grace_days: int, configured_strategy: str
+    actor: Actor, job: Any, *, now: datetime, grace_days: int, configured_strategy: str, held: str | None = None
 ) -> Mapping[str, bool]:
     """Which actions would be accepted now: what the dashboard shows as buttons.
 
     ``delete`` is true when some deletion the actor may ask for would be: the configured one, or for
     an admin either strategy (an admin may still hard-delete a run in the trash).
     """
-    can = {action: refusal(actor, action, job, now=now, grace_days=grace_days) is None for action in ACTIONS}
+    can = {
+        action: refusal(actor, action, job, now=now, grace_days=grace_days, held=held) is None for action in ACTIONS
+    }
     try:
         configured = deletion_action(actor, None, configured_strategy)
     except NotAllowed:

@@ -19,6 +19,7 @@ from sqlalchemy import Select, and_, or_, select, update
 from app.lifecycle.archival import archive_run, expire_restore
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.deletion import delete_run, purge_run
+from app.lifecycle.deletion_limits import allow_deletions, oldest_due
 from app.lifecycle.disk import folder_size
 from app.lifecycle.errors import LifecycleError, RunNotFound
 from app.lifecycle.events import attempt
@@ -31,6 +32,7 @@ from app.lifecycle.policy import (
     trash_due_for_purge,
 )
 from app.lifecycle.reconcile import reconcile
+from app.lifecycle.retention import load_rules
 from app.lifecycle.runs import folder_name_of, load_run
 from app.lifecycle.store import fsync_dir
 from app.models import Job, count_rows
@@ -148,7 +150,7 @@ def archive_old_runs(
     _run_over(
         lc,
         report,
-        runs_due_for_archival(lc.settings, now, before),
+        runs_due_for_archival(load_rules(lc.session, lc.settings), now, before),
         Job.completed_at,
         lambda job_id: archive_run(lc, job_id, actor=actor),
         progress,
@@ -181,11 +183,19 @@ def cleanup_old_runs(
     now = lc.now()
     if not dry_run:
         report.extra["reconcile"] = reconcile(lc).as_dict()
-    reason = f"older than DELETE_AFTER_DAYS={lc.settings.delete_after_days}"
+    rules = load_rules(lc.session, lc.settings)
+    days = lc.settings.delete_after_days
+    reason = f"older than its delete age (DELETE_AFTER_DAYS={days} unless a retention policy says otherwise)"
+    due = runs_due_for_cleanup(rules, now, before)
+    if job_ids is not None:
+        due = due.where(Job.id.in_(job_ids))
+    # The deletion safety limit: the oldest due runs up to the limit; the rest wait for an admin.
+    allowance = allow_deletions(lc.session, lc.settings, due, now=now, whole_pass=job_ids is None, dry_run=dry_run)
+    report.extra["deletion_limit"] = allowance.as_dict()
     _run_over(
         lc,
         report,
-        runs_due_for_cleanup(lc.settings, now, before),
+        oldest_due(lc.session, due, allowance),
         Job.completed_at,
         lambda job_id: delete_run(lc, job_id, actor=actor, reason=reason),
         progress,
@@ -200,7 +210,7 @@ def cleanup_old_runs(
     _run_over(
         lc,
         purge,
-        trash_due_for_purge(lc.settings, lc.now()),
+        trash_due_for_purge(rules, lc.settings, lc.now()),
         Job.deleted_at,
         purge_one,
         None,

@@ -54,6 +54,12 @@ def is_in_trash() -> ColumnElement[bool]:
     return and_(Job.deleted_at.is_not(None), Job.purged_at.is_(None))
 
 
+def is_restored() -> ColumnElement[bool]:
+    """SQL condition: a working copy of the run's archive is restored in ``jobs/`` (its own tier in the
+    storage figures: the copy's bytes are ``size_bytes``, the archive's stay counted as archived)."""
+    return and_(Job.restored_at.is_not(None), Job.deleted_at.is_(None))
+
+
 def is_purged() -> ColumnElement[bool]:
     """SQL condition: the run's archive is gone for good; its row and audit remain."""
     return Job.purged_at.is_not(None)

@@ -1,23 +1,62 @@
 """The periodic alert check: open an alert for each problem, resolve those gone, tell the webhook.
 
 The lifecycle raises its own alerts as it meets a problem (app.lifecycle.alerts); this check
-opens and resolves those that describe a condition (a filling disk, archives failing) and sends
-every new alert, of either kind, to ``ALERT_WEBHOOK_URL``.
+opens and resolves those that describe a condition of the whole site — ``disk`` (a filling disk),
+``archive_failed`` (archives failing), ``unusual_deletions`` (a day's deletions far above the
+usual) — under the subject ``all``, so the per-run ``archive_failed`` alerts the lifecycle raises
+(subject: the run's id) are never mistaken for the site's. It sends every new alert, of either
+kind, to ``ALERT_WEBHOOK_URL``.
+
+Alerts opened under the kinds used before SPEC §9 named them (``disk_full``, ``archive_failures``)
+are resolved by the next check, which opens the condition again under its new kind if it lasts:
+no migration rewrites old rows.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import statistics
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Alert, LifecycleEvent
+from app.lifecycle.alerts import raise_alert, resolve_alerts
+from app.models import Alert, JobAudit, LifecycleEvent
 from app.monitoring.figures import disk_figures
 
 ARCHIVE_FAILURE_WINDOW = timedelta(hours=24)
+SITE = "all"  # the subject of the alerts this check opens: a condition of the whole site
+RETIRED_KINDS = ("disk_full", "archive_failures")  # renamed disk, archive_failed (SPEC §9)
+
+# Unusual deletions: today's (UTC) deletions against the median of the 14 days before. A day is
+# unusual above both 3x that median and the median plus 20: the factor scales with a busy site, the
+# margin keeps a quiet one (median 0 or 1) from alerting at its first handful of deletions.
+DELETION_HISTORY_DAYS = 14
+UNUSUAL_FACTOR = 3
+UNUSUAL_MARGIN = 20
+
+
+def unusual_deletions_threshold(previous_days: list[int]) -> float:
+    """The count of deletions a day must exceed to be unusual, given the counts of the days before."""
+    median = statistics.median(previous_days) if previous_days else 0
+    return max(UNUSUAL_FACTOR * median, median + UNUSUAL_MARGIN)
+
+
+def deletions_per_day(session: Session, now: datetime) -> tuple[int, list[int]]:
+    """Runs deleted (manually or by schedule: the ``job_audit`` rows) today so far, UTC, and on each
+    of the DELETION_HISTORY_DAYS days before it (oldest first), counted in one pass over the index."""
+    today = datetime.combine(now.astimezone(UTC).date(), time.min, UTC)
+    starts = [today - timedelta(days=back) for back in range(DELETION_HISTORY_DAYS, -1, -1)]
+    ends = [*starts[1:], now]
+    counts = [
+        func.count().filter(and_(JobAudit.deleted_at >= start, JobAudit.deleted_at < end))
+        for start, end in zip(starts, ends, strict=True)
+    ]
+    row = session.execute(select(*counts).where(JobAudit.deleted_at >= starts[0], JobAudit.deleted_at < now)).one()
+    *previous, today_count = (int(value or 0) for value in row)
+    return today_count, previous
 
 
 def alert_conditions(session: Session, data_path: Path, alert_percent: int, now: datetime) -> dict[str, Any]:
@@ -57,7 +96,23 @@ def alert_conditions(session: Session, data_path: Path, alert_percent: int, now:
         runs = f"{failed} run{'s' if failed != 1 else ''}"
         message = f"{runs}: the last archive attempt failed (in the last 24 hours)"
         failures = ("warning", message, {"failed_runs": int(failed)})
-    return {"disk_full": disk, "archive_failures": failures}
+    today, previous = deletions_per_day(session, now)
+    threshold = unusual_deletions_threshold(previous)
+    deletions = None
+    if today > threshold:
+        median = statistics.median(previous)
+        message = (
+            f"{today} runs deleted today (UTC), far above the usual: the median of the {len(previous)} days before "
+            f"is {median:g} (unusual above {threshold:g}); the audit says who deleted them and why"
+        )
+        data = {
+            "deleted_today": today,
+            "median": median,
+            "threshold": threshold,
+            "day": now.astimezone(UTC).date().isoformat(),
+        }
+        deletions = ("warning", message, data)
+    return {"disk": disk, "archive_failed": failures, "unusual_deletions": deletions}
 
 
 def check_alerts(
@@ -66,40 +121,37 @@ def check_alerts(
     """Open an alert for each new problem, update those still open, resolve those gone.
 
     Idempotent: a problem has at most one open alert however often this runs. ``notify(alert)``
-    is called for each alert opened (the webhook); its failure is reported, never swallowed silently.
+    (the webhook) is called once for each new alert, this check's or the lifecycle's; a failure is
+    reported, never swallowed silently, and the alert is sent again at the next check.
     """
     report: dict[str, list[str]] = {"opened": [], "resolved": [], "still_open": [], "notify_failed": []}
+    for kind in RETIRED_KINDS:
+        for old in session.scalars(select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None))):
+            old.resolved_at = now
+            report["resolved"].append(kind)
     for kind, problem in alert_conditions(session, data_path, alert_percent, now).items():
-        open_alert = session.scalars(
-            select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None)).order_by(Alert.id).limit(1)
-        ).first()
         if problem is None:
-            if open_alert is not None:
-                open_alert.resolved_at = now
+            if resolve_alerts(session, kind, subject=SITE, now=now):
                 report["resolved"].append(kind)
             continue
         severity, message, data = problem
-        if open_alert is not None:
-            open_alert.severity, open_alert.message, open_alert.data = severity, message, data
-            report["still_open"].append(kind)
-            continue
-        alert = Alert(kind=kind, severity=severity, message=message, data=data, created_at=now)
-        session.add(alert)
-        session.flush()
-        report["opened"].append(kind)
-        if notify is not None:
-            try:
-                notify(alert)
-            except Exception as error:  # the alert stands; the report (and the task's result) says the call failed
-                report["notify_failed"].append(f"{kind}: {error}")
-    if notify is not None:
+        was_open = any((a.data or {}).get("subject") == SITE for a in _open_alerts(session, kind))
+        raise_alert(session, kind, severity, message, subject=SITE, now=now, **data)
+        report["still_open" if was_open else "opened"].append(kind)
+    session.flush()
+    if notify is not None:  # the new alerts, this check's and those the lifecycle raised, each sent once
         _notify_raised(session, notify, now, report)
     session.commit()
     return report
 
 
+def _open_alerts(session: Session, kind: str) -> list[Alert]:
+    return list(session.scalars(select(Alert).where(Alert.kind == kind, Alert.resolved_at.is_(None))))
+
+
 def _notify_raised(session: Session, notify: Any, now: datetime, report: dict[str, list[str]]) -> None:
-    """Send the alerts the lifecycle raised as it met a problem (``subject`` set) that were never sent."""
+    """Send the open alerts (``subject`` set: this check's and the lifecycle's) that were never sent;
+    one whose sending failed is tried again at the next check."""
     for alert in session.scalars(select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.id)):
         data = alert.data or {}
         if "subject" not in data or "notified_at" in data:

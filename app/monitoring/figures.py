@@ -1,8 +1,9 @@
 """The storage figures, read from the tables in the database, and the cache that shares them.
 
-``storage_stats`` sums the runs per tier in one pass; ``daily_activity`` groups the lifecycle
-events per day. The site's figures are shared through Redis (``site_figures_json``) by every door
-that shows them: the API's ``/storage/stats``, the dashboard's storage page and ``/metrics``.
+``storage_stats`` sums the runs per tier in one pass (``tier_sizes`` says what each tier's bytes
+are); ``daily_activity`` groups the lifecycle events per day. The site's figures are shared
+through Redis (``site_figures_json``) by every door that shows them: the API's
+``/storage/stats``, the dashboard's storage page and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle.access import SYSTEM, Actor, events_visible, visible_runs
-from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_purged
+from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_purged, is_restored
 from app.models import Job, LifecycleEvent, utcnow
 
-STATS_CACHE_KEY = "agar:cache:storage-stats:v2"  # "<fresh until, Unix time>\n<JSON>"
+STATS_CACHE_KEY = "agar:cache:storage-stats:v3"  # "<fresh until, Unix time>\n<JSON>" (v3: the restored tier)
 STATS_REFRESH_KEY = "agar:cache:storage-stats:refresh"
 STATS_TTL = 30  # figures are remade once this old
 STATS_KEEP = 3600  # stale figures are answered for at most this long while one caller remakes them
@@ -32,29 +33,53 @@ STATS_REFRESH_TIMEOUT = 120  # a refresher that died frees the lock after this
 _clock: Callable[[], float] = time.time  # Unix time, shared by every web process through Redis
 
 
+def tier_sizes() -> dict[str, tuple[Any, Any]]:
+    """Each tier's condition on ``jobs`` and the column holding its bytes: the one home of what a tier weighs.
+
+    active: run folders in jobs/; archived and trash: archive files; restored: working copies of
+    archived runs in jobs/ (their folder's size; the run's archive stays counted as archived, and
+    an archived run is never active); purged: what the archive weighed (nothing left on disk).
+    """
+    return {
+        "active": (is_active(), Job.size_bytes),
+        "archived": (is_archived(), Job.archive_size_bytes),
+        "trash": (is_in_trash(), Job.archive_size_bytes),
+        "restored": (is_restored(), Job.size_bytes),
+        "purged": (is_purged(), Job.archive_size_bytes),
+    }
+
+
+STORED_TIERS = ("active", "archived", "trash", "restored")  # the tiers whose bytes are on disk now
+TIERS = (*STORED_TIERS, "purged")
+
+
+def tier_aggregates(tiers: tuple[str, ...] = TIERS) -> list[Any]:
+    """``count`` and ``sum(bytes)`` of each of ``tiers``, as aggregates with FILTER for one pass over the runs."""
+    sizes = tier_sizes()
+    return [
+        aggregate
+        for condition, size in (sizes[name] for name in tiers)
+        for aggregate in (func.count().filter(condition), func.coalesce(func.sum(size).filter(condition), 0))
+    ]
+
+
+def tiers_from(values: Any, tiers: tuple[str, ...] = TIERS) -> dict[str, dict[str, int]]:
+    """``{tier: {"runs", "bytes"}}`` from the values of ``tier_aggregates`` (plain ints on every database)."""
+    numbers = [int(value or 0) for value in values]
+    return {name: {"runs": numbers[2 * i], "bytes": numbers[2 * i + 1]} for i, name in enumerate(tiers)}
+
+
 def storage_stats(session: Session, data_path: Path, actor: Actor = SYSTEM) -> dict[str, Any]:
     """Runs and bytes per tier, compression saved, the archive success rate (30 days) and the disk.
 
     For a member, the figures of the runs they may see (their own), and no disk (it holds everyone's runs).
     """
-    tiers = {
-        "active": (is_active(), Job.size_bytes),
-        "archived": (is_archived(), Job.archive_size_bytes),
-        "trash": (is_in_trash(), Job.archive_size_bytes),
-        "purged": (is_purged(), Job.archive_size_bytes),
-    }
     # One pass over the runs for every figure (aggregates with FILTER), not one scan per tier.
-    columns = [
-        aggregate
-        for condition, size in tiers.values()
-        for aggregate in (func.count().filter(condition), func.coalesce(func.sum(size).filter(condition), 0))
-    ]
-    columns.append(func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0))
+    columns = [*tier_aggregates(), func.coalesce(func.sum(Job.size_bytes).filter(is_archived()), 0)]
     # PostgreSQL sums BIGINT into NUMERIC: make plain numbers of them before any arithmetic.
-    runs = visible_runs(actor, *columns)
-    figures = [int(value or 0) for value in session.execute(runs).one()]
-    by_tier = {name: {"runs": figures[2 * i], "bytes": figures[2 * i + 1]} for i, name in enumerate(tiers)}
-    archived_original, archived_compressed = figures[-1], by_tier["archived"]["bytes"]
+    *per_tier, archived_original = session.execute(visible_runs(actor, *columns)).one()
+    by_tier = tiers_from(per_tier)
+    archived_original, archived_compressed = int(archived_original or 0), by_tier["archived"]["bytes"]
     since = utcnow() - timedelta(days=30)
     attempts = select(
         func.coalesce(func.sum(case((LifecycleEvent.outcome == "succeeded", 1), else_=0)), 0),

@@ -1,11 +1,11 @@
 """``/metrics``: the product's figures in the Prometheus text format (SPEC §7), for an admin's token.
 
-Runs and bytes per tier, what compression saved, every lifecycle attempt by action and outcome
-(a counter: events are never deleted), open alerts, the disk, archive verification, and the RQ
-queue. ``prometheus_client`` writes the text format; ``ProductCollector`` reads the figures on
-each scrape: the storage figures from the cache the API and the storage page share
-(app.monitoring.figures), the rest from the database and Redis. Redis being down is itself a
-figure (``agar_redis_up 0``), not a failed scrape.
+Runs and bytes per tier (``restored``: working copies of archived runs), what compression saved,
+every lifecycle attempt by action and outcome (a counter: events are never deleted), open alerts,
+the disk, archive verification, and the RQ queue. ``prometheus_client`` writes the text format;
+``ProductCollector`` reads the figures on each scrape: the storage figures from the cache the API
+and the storage page share (app.monitoring.figures), the rest from the database and Redis. Redis
+being down is itself a figure (``agar_redis_up 0``), not a failed scrape.
 
 Values are written as Python's shortest exact float (``4.77690001e+08``): a byte count parses
 back to exactly its integer up to 2**53 bytes (8 PiB), far above any disk here.
@@ -52,7 +52,7 @@ class ProductCollector(Collector):
         yield _gauge("agar_runs", "Runs per tier.", ("tier",), [((t,), v["runs"]) for t, v in tiers.items()])
         yield _gauge(
             "agar_stored_bytes",
-            "Bytes on disk per tier (active: run folders; archived, trash: archives).",
+            "Bytes on disk per tier (active: run folders; archived, trash: archives; restored: working copies).",
             ("tier",),
             [((t,), v["bytes"]) for t, v in tiers.items() if t != "purged"],
         )

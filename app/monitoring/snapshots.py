@@ -1,4 +1,4 @@
-"""The hourly storage snapshot: runs and bytes per tier and the disk, kept for the trend."""
+"""The hourly storage snapshot: runs and bytes per tier (restored copies too) and the disk, kept for the trend."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def take_snapshot(session: Session, data_path: Path, now: datetime) -> tuple[Sto
         archived_count=tiers["archived"]["runs"],
         trash_bytes=tiers["trash"]["bytes"],
         deleted_count=tiers["trash"]["runs"] + tiers["purged"]["runs"],
+        restored_bytes=tiers["restored"]["bytes"],
+        restored_count=tiers["restored"]["runs"],
         disk_total_bytes=stats["disk"]["total_bytes"],
         disk_free_bytes=stats["disk"]["free_bytes"],
     )

@@ -27,7 +27,7 @@ from app.models import Alert
 from app.names import field_with_nul
 
 bp = Blueprint("web", __name__)
-PUBLIC = {"web.login", "static"}
+PUBLIC = {"web.login", "static", "web.keep_run", "web.keep_run_now"}  # keep links: the signed token is the authority
 
 
 class Refused(Exception):
@@ -154,4 +154,4 @@ def _redis_down(error: RedisError) -> Any:
     return error_page(503, "The task queue and run locks (Redis) do not answer. Try again shortly.")
 
 
-from app.web import actions, login, reports, runs  # noqa: E402,F401  (routes register themselves on bp)
+from app.web import actions, keep, login, policies, reports, runs, scrapers  # noqa: E402,F401  (routes register on bp)

@@ -16,7 +16,7 @@ from app.extensions import lifecycle, settings
 from app.lifecycle import access, deletion, queries
 from app.models import Job
 from app.web import Refused, bp, web_user
-from app.web.runs import require, visible_run
+from app.web.runs import require, used, visible_run
 
 # The long work each button starts, and what the page says while it runs.
 TASKS = {
@@ -59,6 +59,7 @@ def archive(job_id: str) -> Any:
 def restore(job_id: str) -> Any:
     job = visible_run(job_id)
     require("restore", job)
+    used(job, "restored")
     return _start("restore", job, _reason(required=False))
 
 

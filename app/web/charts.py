@@ -6,7 +6,17 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-COLORS = {"active": "#2f6f5e", "archived": "#3538cd", "trash": "#b54708", "failed": "#b42318", "original": "#98a2b3"}
+from app.monitoring.figures import STORED_TIERS
+
+COLORS = {
+    "active": "#2f6f5e",
+    "archived": "#3538cd",
+    "trash": "#b54708",
+    "restored": "#7a5af8",
+    "failed": "#b42318",
+    "original": "#98a2b3",
+}
+TIER_NAMES = STORED_TIERS  # the tiers whose bytes are on disk, in the order the charts stack them
 GB = 1024**3
 
 
@@ -31,12 +41,12 @@ def _mb(value: int) -> float:
 
 def tiers_now(stats: dict[str, Any]) -> str:
     tiers = stats["tiers"]
-    names = ["active", "archived", "trash"]
+    names = TIER_NAMES
     figure = go.Figure(
         go.Bar(
             x=[name.capitalize() for name in names],
             y=[_mb(tiers[name]["bytes"]) for name in names],
-            text=[f"{tiers[name]['runs']} runs" for name in names],
+            text=[f"{tiers[name]['runs']} run{'' if tiers[name]['runs'] == 1 else 's'}" for name in names],
             marker_color=[COLORS[name] for name in names],
             hovertemplate="%{x}: %{y} MB, %{text}<extra></extra>",
         ),
@@ -46,17 +56,29 @@ def tiers_now(stats: dict[str, Any]) -> str:
 
 
 def tiers_over_time(snapshots: list[Any]) -> str:
+    """The snapshots' bytes per tier, stacked; the demo's history (``demo`` snapshots) is shaded and named."""
     figure = go.Figure(layout=_layout("Storage by tier over time (MB)", hovermode="x unified"))
     taken = [snapshot.taken_at for snapshot in snapshots]
-    for name, column in (("active", "active_bytes"), ("archived", "archived_bytes"), ("trash", "trash_bytes")):
+    for name in TIER_NAMES:
         figure.add_trace(
             go.Scatter(
                 x=taken,
-                y=[_mb(getattr(snapshot, column)) for snapshot in snapshots],
+                y=[_mb(getattr(snapshot, f"{name}_bytes")) for snapshot in snapshots],
                 name=name.capitalize(),
                 stackgroup="tiers",
                 line={"color": COLORS[name], "width": 1},
             )
+        )
+    demo = [snapshot.taken_at for snapshot in snapshots if snapshot.demo]
+    if demo:
+        figure.add_vrect(
+            x0=min(demo),
+            x1=max(demo),
+            fillcolor=COLORS["original"],
+            opacity=0.12,
+            line_width=0,
+            annotation_text="demo history",
+            annotation_position="top left",
         )
     return figure.to_json()
 
@@ -91,4 +113,78 @@ def deletions_per_day(days: list[dict[str, Any]]) -> str:
     figure.add_trace(
         go.Bar(x=x, y=[d["purged"] for d in days], name="Purged from the trash", marker_color=COLORS["failed"])
     )
+    return figure.to_json()
+
+
+# -- the Scrapers page (app.monitoring.scrapers) --------------------------------------------------
+
+
+# One colour per scraper, in the order they are listed; none of them a tier's colour or the failures' red.
+SCRAPER_COLORS = ("#0e7490", "#a15c07", "#6941c6", "#4d7c0f", "#c11574", "#475467", "#1570ef", "#e478fa", "#15b79e")
+
+
+def _scraper_label(name: str) -> str:
+    return name or "(no scraper)"
+
+
+def scraper_runs_per_day(figures: dict[str, Any]) -> str:
+    """Runs started per UTC day, stacked by scraper."""
+    figure = go.Figure(layout=_layout(f"Runs per day by scraper (last {figures['days']} days)", barmode="stack"))
+    for number, entry in enumerate(figures["scrapers"]):
+        days = entry["per_day"]
+        figure.add_trace(
+            go.Bar(
+                x=[d["day"] for d in days],
+                y=[d["runs"] for d in days],
+                name=_scraper_label(entry["scraper"]),
+                marker_color=SCRAPER_COLORS[number % len(SCRAPER_COLORS)],
+            )
+        )
+    return figure.to_json()
+
+
+def scraper_failure_rates(figures: dict[str, Any]) -> str:
+    """Each scraper's share of failed runs among its finished ones in the window."""
+    rows = [entry for entry in figures["scrapers"] if entry["failure_rate"] is not None]
+    figure = go.Figure(
+        go.Bar(
+            x=[_scraper_label(entry["scraper"]) for entry in rows],
+            y=[round(100 * entry["failure_rate"], 2) for entry in rows],
+            text=[f"{entry['failed']} of {entry['finished']}" for entry in rows],
+            marker_color=COLORS["failed"],
+            hovertemplate="%{x}: %{y} % failed (%{text})<extra></extra>",
+        ),
+        layout=_layout("Failure rate (% of finished runs)"),
+    )
+    return figure.to_json()
+
+
+def scraper_median_sizes(figures: dict[str, Any]) -> str:
+    """Each scraper's median run size in the window."""
+    rows = [entry for entry in figures["scrapers"] if entry["median_size_bytes"] is not None]
+    figure = go.Figure(
+        go.Bar(
+            x=[_scraper_label(entry["scraper"]) for entry in rows],
+            y=[_mb(entry["median_size_bytes"]) for entry in rows],
+            marker_color=COLORS["original"],
+            hovertemplate="%{x}: %{y} MB<extra></extra>",
+        ),
+        layout=_layout("Median run size (MB)"),
+    )
+    return figure.to_json()
+
+
+def scraper_bytes_by_tier(figures: dict[str, Any]) -> str:
+    """What each scraper's runs hold now, stacked by tier."""
+    names = [_scraper_label(entry["scraper"]) for entry in figures["scrapers"]]
+    figure = go.Figure(layout=_layout("Storage by scraper and tier now (MB)", barmode="stack"))
+    for tier in TIER_NAMES:
+        figure.add_trace(
+            go.Bar(
+                x=names,
+                y=[_mb(entry["tiers"][tier]["bytes"]) for entry in figures["scrapers"]],
+                name=tier.capitalize(),
+                marker_color=COLORS[tier],
+            )
+        )
     return figure.to_json()

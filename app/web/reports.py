@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import render_template, request
+from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.extensions import db, lifecycle, redis_connection, settings
-from app.lifecycle import access, queries
+from app.lifecycle import access, deletion_limits, queries
 from app.lifecycle.reconcile import reconcile
 from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, Alert, Job, StorageSnapshot, utcnow
 from app.monitoring.figures import daily_activity, site_figures, storage_stats
@@ -68,7 +68,21 @@ def storage() -> Any:
         disk_alarm=disk is not None and disk["used_percent"] >= settings().storage_alert_percent,
         threshold=settings().storage_alert_percent,
         is_admin=user.is_admin,
+        confirmation=deletion_limits.pending_confirmation(db.session) if user.is_admin else None,
     )
+
+
+@bp.post("/storage/confirm-deletions")
+def confirm_deletions() -> Any:
+    """Release the cleanup pass the deletion limit holds, on an admin's word and reason."""
+    user = web_user()
+    access.require_admin(user, "confirm deletions held by the deletion limit")
+    reason = request.form.get("reason")
+    alert = deletion_limits.confirm_deletions(db.session, actor=user.username, reason=reason, now=utcnow())
+    flash(f"Deletions {deletion_limits.released_text(alert)}.")
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": url_for("web.storage")}
+    return redirect(url_for("web.storage"))
 
 
 @bp.get("/storage/check")

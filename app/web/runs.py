@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from app import tasks
 from app.downloads import archive_download
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import access, queries
+from app.lifecycle import access, accesses, queries, retention
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.members import require_archive
 from app.lifecycle.naming import parse_job_id, run_folder_name
+from app.lifecycle.notices import notices_of_run
 from app.lifecycle.runs import tier_of
 from app.models import ArchiveMember, Job, User, capped_count, utcnow
 from app.web import Refused, bp, error_page, web_user
@@ -120,13 +121,15 @@ def visible_run(raw_id: str) -> Job:
 
 def require(action: str, job: Job) -> None:
     """Refuse what the run's lock would refuse later: the rules of ``app.lifecycle.access``."""
-    access.require(web_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days)
+    held = access.hold_on(db.session, job, action)
+    access.require(web_user(), action, job, now=utcnow(), grace_days=settings().delete_grace_days, held=held)
 
 
 @bp.get("/runs/<job_id>")
 def run(job_id: str) -> Any:
     job = visible_run(job_id)
     user = web_user()
+    used(job, "opened")
     events = db.session.scalars(queries.run_history(job.id)).all()
     task_id = request.args.get("task", "")
     task = None
@@ -151,10 +154,19 @@ def run(job_id: str) -> Any:
         task=task,
         task_label=request.args.get("doing", ""),
         can=access.possible_actions(
-            user, job, now=utcnow(), grace_days=s.delete_grace_days, configured_strategy=s.deletion_strategy
+            user,
+            job,
+            now=utcnow(),
+            grace_days=s.delete_grace_days,
+            configured_strategy=s.deletion_strategy,
+            held=access.hold_on(db.session, job),
         ),
         settings=s,
         grace_until=access.grace_ends(job, s.delete_grace_days),
+        deletion_notices=notices_of_run(db.session, job.id),
+        retention=retention.explain_runs(
+            db.session, retention.load_rules(db.session, s), [job], now=utcnow(), grace_days=s.delete_grace_days
+        )[0],
     )
 
 
@@ -163,7 +175,14 @@ def download(job_id: str) -> Any:
     job = visible_run(job_id)
     require("download", job)
     require_archive(lifecycle(), job)
+    used(job, "downloaded")
     return archive_download(job)
+
+
+def used(job: Job, kind: str) -> None:
+    """A person used the run from the dashboard (``app.lifecycle.accesses``: what keep_after_access_days reads)."""
+    user = web_user()
+    accesses.record_access(db.session, job, kind, by=user.username, by_id=user.id, now=utcnow())
 
 
 @bp.get("/tasks/<task_id>")

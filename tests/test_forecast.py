@@ -1,0 +1,105 @@
+"""The storage forecast (issue 12, SPEC §9): each tier's bytes and the disk's use for the next days,
+checked on known data sets with exact arithmetic."""
+
+import dataclasses
+from datetime import timedelta
+
+from app.lifecycle import retention
+from app.lifecycle.runs import load_run
+from app.monitoring.forecast import forecast
+
+
+def shaped(lc, make_run, clock, *, days_ago, size, archived=None, deleted_days_ago=None, restored_for=None):
+    """A run finished ``days_ago`` with recorded sizes and tier stamps (no files moved: only the figures count)."""
+    job = load_run(lc, make_run(days_ago=days_ago).id)
+    job.size_bytes = size
+    if archived is not None:
+        job.archived_at, job.archive_path, job.archive_size_bytes = clock.now, "archive/x.tar.gz", archived
+    if deleted_days_ago is not None:
+        job.deleted_at = clock.now - timedelta(days=deleted_days_ago)
+    if restored_for is not None:
+        job.restored_at, job.restore_expires_at = clock.now, clock.now + timedelta(days=restored_for)
+    lc.session.commit()
+    return job
+
+
+def project(lc, clock, days, *, total, used, **settings):
+    rules = retention.load_rules(lc.session, lc.settings)
+    current = dataclasses.replace(lc.settings, **settings)
+    return forecast(lc.session, current, rules, now=clock.now, days=days, disk_total=total, disk_used=used)
+
+
+def test_every_tier_moves_as_the_rules_say_and_new_runs_arrive_at_the_recent_rate(lc, make_run, clock):
+    shaped(lc, make_run, clock, days_ago=5, size=1000)  # archived on day 2 (7 days), ratio 1/4
+    shaped(lc, make_run, clock, days_ago=28, size=4000, archived=1000)  # deleted on day 2 (30), purged on day 9
+    shaped(lc, make_run, clock, days_ago=35, size=2000, archived=500, deleted_days_ago=3)  # purged on day 4
+    shaped(lc, make_run, clock, days_ago=10, size=2000, archived=500, restored_for=3)  # its copy goes on day 3
+    # Runs of the last 14 days: 1000 + 2000 bytes, so 3000/14 bytes a day arrive, archived 7 days on at 1/4.
+    result = project(lc, clock, 10, total=10_000, used=5_000)
+    arrive = 3000 / 14
+    expected_active = [1000 + arrive, *(arrive * d for d in range(2, 8)), *(arrive * 7 for _ in range(3))]
+    expected_archived = [
+        1500,
+        750,
+        750,
+        750,
+        750,
+        750,
+        750,
+        750 + arrive / 4,
+        750 + 2 * arrive / 4,
+        750 + 3 * arrive / 4,
+    ]
+    expected_trash = [500, 1500, 1500, 1000, 1000, 1000, 1000, 1000, 0, 0]
+    expected_restored = [2000, 2000] + [0] * 8
+    days = result["days"]
+    assert [d["date"] for d in days] == [(clock.now.date() + timedelta(days=n)).isoformat() for n in range(1, 11)]
+    assert [d["active_bytes"] for d in days] == [round(v) for v in expected_active]
+    assert [d["archived_bytes"] for d in days] == [round(v) for v in expected_archived]
+    assert [d["trash_bytes"] for d in days] == expected_trash
+    assert [d["restored_bytes"] for d in days] == expected_restored
+    totals = [
+        a + b + c + e for a, b, c, e in zip(expected_active, expected_archived, expected_trash, expected_restored)
+    ]
+    assert [d["disk_used_percent"] for d in days] == [round(100 * t / 10_000, 2) for t in totals]
+    assert result["alert_threshold_date"] is None  # 52 % at most, under the default 80 %
+
+
+def test_the_alert_date_is_the_first_day_the_disk_reaches_the_threshold(lc, make_run, clock):
+    shaped(lc, make_run, clock, days_ago=1, size=1400)  # 1400/14 = 100 bytes a day arrive; nothing shrinks (ratio 1)
+    result = project(lc, clock, 10, total=10_000, used=1_400, storage_alert_percent=20)
+    assert [d["disk_used_percent"] for d in result["days"]] == [15.0 + n for n in range(10)]
+    assert result["alert_threshold_date"] == (clock.now.date() + timedelta(days=6)).isoformat()
+    assert project(lc, clock, 5, total=10_000, used=1_400, storage_alert_percent=20)["alert_threshold_date"] is None
+
+
+def test_policies_keep_last_holds_and_a_hard_strategy_change_the_forecast(lc, make_run, clock):
+    from app.lifecycle import policies
+
+    shaped(lc, make_run, clock, days_ago=40, size=4000, archived=1000)  # 40 days: deleted on day 1
+    fields = {"name": "hold", "scraper_pattern": "*", "archive_after_days": 7, "legal_hold": True}
+    held = project(lc, clock, 3, total=10_000, used=1_000, deletion_strategy="hard")
+    assert [d["archived_bytes"] for d in held["days"]] == [0, 0, 0]  # hard: gone on day 1, no trash
+    assert [d["trash_bytes"] for d in held["days"]] == [0, 0, 0]
+    policies.add_policy(lc.session, policies.read_fields(fields, partial=False), actor="ada", reason="r", now=clock.now)
+    lc.session.commit()
+    held = project(lc, clock, 3, total=10_000, used=1_000, deletion_strategy="hard")
+    assert [d["archived_bytes"] for d in held["days"]] == [1000, 1000, 1000]  # the hold keeps it
+
+
+def test_the_forecast_api_checks_days_and_is_for_admins(app, admin, member):
+    assert member.get("/api/scraper/storage/forecast").status_code == 403
+    for bad in ("0", "366", "abc", "-1", "1.5"):
+        response = admin.get(f"/api/scraper/storage/forecast?days={bad}")
+        assert response.status_code == 400 and "days" in response.json["error"]["message"], bad
+    body = admin.get("/api/scraper/storage/forecast").json
+    assert len(body["days"]) == 30 and set(body) == {"days", "alert_threshold_date"}
+    assert set(body["days"][0]) == {
+        "date",
+        "active_bytes",
+        "archived_bytes",
+        "trash_bytes",
+        "restored_bytes",
+        "disk_used_percent",
+    }
+    assert len(admin.get("/api/scraper/storage/forecast?days=365").json["days"]) == 365
