@@ -59,7 +59,8 @@ def test_every_tier_moves_as_the_rules_say_and_new_runs_arrive_at_the_recent_rat
     assert [d["trash_bytes"] for d in days] == expected_trash
     assert [d["restored_bytes"] for d in days] == expected_restored
     totals = [
-        a + b + c + e for a, b, c, e in zip(expected_active, expected_archived, expected_trash, expected_restored)
+        a + b + c + e
+        for a, b, c, e in zip(expected_active, expected_archived, expected_trash, expected_restored, strict=True)
     ]
     assert [d["disk_used_percent"] for d in days] == [round(100 * t / 10_000, 2) for t in totals]
     assert result["alert_threshold_date"] is None  # 52 % at most, under the default 80 %
