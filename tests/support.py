@@ -181,3 +181,61 @@ def run_burst_worker(env: dict[str, str], count: int = 1, timeout: float = 240) 
         assert worker.returncode == 0, out[-3000:]
         outputs.append(out)
     return outputs
+
+
+@contextmanager
+def webhook_listener() -> Iterator[Any]:
+    """A real HTTP listener on loopback keeping the JSON bodies POSTed to it (``.received``, ``.url``)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server: Any = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.received = received
+    server.url = f"http://127.0.0.1:{server.server_port}/hook"
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def saved_policies(lc: Any) -> list[Any]:
+    """The retention policies as saved now, oldest first."""
+    from sqlalchemy import select
+
+    from app.models import RetentionPolicy
+
+    lc.session.expire_all()
+    return list(lc.session.scalars(select(RetentionPolicy).order_by(RetentionPolicy.id)))
+
+
+def policy_changes(lc: Any) -> list[Any]:
+    """Every recorded change to the retention policies, oldest first."""
+    from sqlalchemy import select
+
+    from app.models import PolicyChange
+
+    return list(lc.session.scalars(select(PolicyChange).order_by(PolicyChange.id)))
+
+
+def sized_run(lc: Any, make_run: Any, size: int, **kwargs: Any) -> Any:
+    """A run made by ``make_run`` whose recorded size is ``size`` bytes."""
+    from app.lifecycle.runs import load_run
+
+    job = make_run(**kwargs)
+    load_run(lc, job.id).size_bytes = size
+    lc.session.commit()
+    return job

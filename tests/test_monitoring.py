@@ -129,31 +129,13 @@ def test_the_archive_failure_alert_resolves_once_each_run_archived_after_failing
 
 
 def test_a_new_alert_is_posted_to_the_webhook_and_a_dead_webhook_is_reported(lc):
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
     from app.models import Alert
     from app.monitoring.alert_check import check_alerts, webhook_notifier
+    from tests.support import webhook_listener
 
-    received = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
+    with webhook_listener() as server:
+        url, received = server.url, server.received
         report = check_alerts(lc.session, lc.settings.scraper_data_path, 1, datetime.now(UTC), webhook_notifier(url))
-    finally:
-        server.shutdown()
     assert report["opened"] == ["disk"] and report["notify_failed"] == []
     assert len(received) == 1 and received[0]["kind"] == "disk"
     assert received[0]["severity"] in ("warning", "critical")

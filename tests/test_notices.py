@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import re
 import socket
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -27,7 +24,7 @@ from app.lifecycle.policies import add_policy
 from app.models import Alert, DeletionNotice, Job, LifecycleEvent
 from app.notices import send_notices_now
 from app.schedule import scheduled_tasks, tick
-from tests.support import new_run, run_burst_worker
+from tests.support import new_run, run_burst_worker, webhook_listener
 
 PUBLIC = "https://agar.example.com/base"
 PASSWORD = "correct horse battery"
@@ -81,24 +78,8 @@ def smtp():
 @pytest.fixture
 def webhook():
     """A real HTTP listener on loopback, keeping the JSON bodies POSTed to it."""
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.received = received
-    server.url = f"http://127.0.0.1:{server.server_port}/hook"
-    yield server
-    server.shutdown()
-    server.server_close()
+    with webhook_listener() as server:
+        yield server
 
 
 @pytest.fixture

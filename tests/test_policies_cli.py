@@ -4,10 +4,10 @@
 import getpass
 
 import pytest
-from sqlalchemy import select
 
-from app.lifecycle.runs import load_run
-from app.models import PolicyChange, RetentionPolicy
+from tests.support import policy_changes as changes
+from tests.support import saved_policies as saved
+from tests.support import sized_run
 
 ME = f"cli:{getpass.getuser()}"
 
@@ -23,21 +23,6 @@ def cli(app, lc):
         return result
 
     return invoke
-
-
-def saved(lc):
-    return lc.session.scalars(select(RetentionPolicy).order_by(RetentionPolicy.id)).all()
-
-
-def changes(lc):
-    return lc.session.scalars(select(PolicyChange).order_by(PolicyChange.id)).all()
-
-
-def sized_run(lc, make_run, size, **kwargs):
-    job = make_run(**kwargs)
-    load_run(lc, job.id).size_bytes = size
-    lc.session.commit()
-    return job
 
 
 BOOKS = ("--name", "books", "--scraper-pattern", "books-*", "--archive-after-days", "2")

@@ -5,11 +5,11 @@ import html
 import re
 
 import pytest
-from sqlalchemy import select
 
 from app.lifecycle import policies
-from app.lifecycle.runs import load_run
-from app.models import PolicyChange, RetentionPolicy
+from tests.support import policy_changes as changes
+from tests.support import saved_policies as saved
+from tests.support import sized_run
 from tests.test_web import Browser
 
 BOOKS = {
@@ -40,22 +40,6 @@ def add(lc, **fields):
     )
     lc.session.commit()
     return policy
-
-
-def saved(lc):
-    lc.session.expire_all()
-    return lc.session.scalars(select(RetentionPolicy).order_by(RetentionPolicy.id)).all()
-
-
-def changes(lc):
-    return lc.session.scalars(select(PolicyChange).order_by(PolicyChange.id)).all()
-
-
-def sized_run(lc, make_run, size, **kwargs):
-    job = make_run(**kwargs)
-    load_run(lc, job.id).size_bytes = size
-    lc.session.commit()
-    return job
 
 
 def answer(page, prefix):

@@ -30,13 +30,13 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import and_, case, func, not_, null, or_, select
+from sqlalchemy import case, func, not_, null, or_, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.lifecycle.errors import BadInput
 from app.lifecycle.retention import Rules, age_days, held, kept_by_keep_last, load_rules
-from app.lifecycle.runs import is_active, is_archived, is_in_trash
+from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_restored
 from app.models import FINISHED_STATUSES, Job
 
 ARRIVAL_DAYS = 14
@@ -114,7 +114,7 @@ def forecast(
     kept = kept_by_keep_last(rules)
 
     # Where things stand: bytes per tier now (the same tiers as the storage figures).
-    restored = and_(Job.restored_at.is_not(None), Job.deleted_at.is_(None))
+    restored = is_restored()
     now_row = session.execute(
         select(
             func.coalesce(func.sum(Job.size_bytes).filter(is_active()), 0),
