@@ -90,7 +90,7 @@ def test_policies_keep_last_holds_and_a_hard_strategy_change_the_forecast(lc, ma
 
 def test_the_forecast_api_checks_days_and_is_for_admins(app, admin, member):
     assert member.get("/api/scraper/storage/forecast").status_code == 403
-    for bad in ("0", "366", "abc", "-1", "1.5"):
+    for bad in ("0", "366", "abc", "-1", "1.5", "%C2%B2", "%D9%A3"):  # ², an Arabic-Indic 3
         response = admin.get(f"/api/scraper/storage/forecast?days={bad}")
         assert response.status_code == 400 and "days" in response.json["error"]["message"], bad
     body = admin.get("/api/scraper/storage/forecast").json

@@ -176,6 +176,7 @@ def test_every_change_needs_the_csrf_token(browse, admin, lc):
     ("changed", "message"),
     [
         ({"archive_after_days": "soon"}, "archive_after_days must be a whole number"),
+        ({"archive_after_days": "\u00b2"}, "archive_after_days must be a whole number"),  # "²"
         ({"archive_after_days": "9", "delete_after_days": "4"}, "delete_after_days (4) must be more than"),
         ({"keep_last": "-1"}, "keep_last must be between 0 and 100000"),
         ({"name": "x" * 101}, "name is at most 100 characters"),

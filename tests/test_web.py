@@ -157,6 +157,9 @@ def test_the_runs_of_each_tier_with_counts_search_and_pages(browse, member, lc, 
         ("/runs?page=0", 400, "page must be a whole number"),
         ("/runs?page=-1", 400, "page must be a whole number"),
         ("/runs?page=abc", 400, "page must be a whole number"),
+        ("/runs?page=%C2%B2", 400, "page must be a whole number"),  # "²": isdigit() said yes, int() a 500
+        ("/audit?page=%C2%B2", 400, "page must be a whole number"),
+        ("/runs?page=%D9%A3", 400, "page must be a whole number"),  # an Arabic-Indic 3
         ("/runs?page=99999", 400, "page must be a whole number"),
         ("/runs?q=" + "x" * 201, 400, "at most 200 characters"),
         ("/runs/not-a-uuid", 400, "not a valid run id"),

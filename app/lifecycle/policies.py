@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.lifecycle.errors import BadInput, RunConflict, RunNotFound
 from app.lifecycle.policy import next_passes
-from app.lifecycle.queries import reason_text
+from app.lifecycle.queries import reason_text, whole_number
 from app.lifecycle.retention import Rule, Rules, forget_rules, load_rules
 from app.models import FINISHED_STATUSES, PolicyChange, RetentionPolicy
 from app.names import NameRefused, check_visible_name
@@ -69,8 +69,10 @@ def _whole(raw: Any, field: str, low: int, high: int, *, nullable: bool = False)
         return None
     if isinstance(raw, bool) or not isinstance(raw, int):
         # A form sends text: "30" is a number; "", "none" or "never" are no number where one may be left out.
-        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-            raw = int(raw.strip())
+        text = raw.strip() if isinstance(raw, str) else ""
+        number = whole_number(text.removeprefix("-"))
+        if number is not None:
+            raw = -number if text.startswith("-") else number
         elif nullable and isinstance(raw, str) and raw.strip().lower() in ("", "none", "never", "null"):
             return None
         else:

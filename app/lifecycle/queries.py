@@ -29,7 +29,7 @@ MAX_OFFSET = 10_000
 MAX_SEARCH = 200  # characters of a text search
 MAX_REASON = 1000  # characters of the reason given for an action
 HISTORY_LIMIT = 100  # the newest events shown with one run
-_INTEGER = re.compile(r"^\d{1,9}$")
+_INTEGER = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() takes "²", \d takes "٣"
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -99,13 +99,13 @@ def limit_and_offset(raw_limit: str | None, raw_offset: str | None, *, max_offse
     """
     if raw_limit is None:
         limit = DEFAULT_LIMIT
-    elif _INTEGER.match(raw_limit) and int(raw_limit) >= 1:
+    elif _INTEGER.fullmatch(raw_limit) and int(raw_limit) >= 1:
         limit = min(int(raw_limit), MAX_LIMIT)
     else:
         raise BadInput(f"limit must be a whole number of at least 1, got {raw_limit[:40]!r}")
     if raw_offset is None:
         offset = 0
-    elif _INTEGER.match(raw_offset):
+    elif _INTEGER.fullmatch(raw_offset):
         offset = int(raw_offset)
     else:
         raise BadInput(f"offset must be a whole number of at least 0, got {raw_offset[:40]!r}")
@@ -122,9 +122,15 @@ def page_offset(raw_page: str | None, page_size: int) -> tuple[int, int]:
     last = MAX_OFFSET // page_size + 1
     if raw_page is None or raw_page == "":
         return 1, 0
-    if not raw_page.isdigit() or not 1 <= int(raw_page) <= last:
+    page = whole_number(raw_page)
+    if page is None or not 1 <= page <= last:
         raise BadInput(f"page must be a whole number from 1 to {last}")
-    return int(raw_page), (int(raw_page) - 1) * page_size
+    return page, (page - 1) * page_size
+
+
+def whole_number(raw: str) -> int | None:
+    """A number written in at most 9 ASCII digits, or None (what a query string or a form may hold)."""
+    return int(raw) if _INTEGER.fullmatch(raw) else None
 
 
 def search_text(raw: str | None) -> str:

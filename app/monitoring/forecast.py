@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.lifecycle.errors import BadInput
+from app.lifecycle.queries import whole_number
 from app.lifecycle.retention import Rules, age_days, held, kept_by_keep_last, load_rules
 from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_restored
 from app.models import FINISHED_STATUSES, Job
@@ -223,10 +224,10 @@ def days_asked(raw: Any, *, default: int = 30) -> int:
     """``?days=``: a whole number from 1 to MAX_DAYS (SPEC §9)."""
     if raw is None or raw == "":
         return default
-    text = str(raw).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+    days = whole_number(str(raw).strip())
+    if days is None or not 1 <= days <= MAX_DAYS:
         raise BadInput(f"days must be a whole number from 1 to {MAX_DAYS}")
-    return int(text)
+    return days
 
 
 def site_forecast(session: Session, settings: Settings, *, days: int, now: datetime) -> dict[str, Any]:
