@@ -221,7 +221,6 @@ def page(items: list[dict[str, Any]], total: int, limit: int, offset: int, *, ca
     return body
 
 
-
 def policy_json(row: RetentionPolicy) -> dict[str, Any]:
     """A retention policy: the ``POLICY`` shape."""
     return _columns_of(POLICY, row)

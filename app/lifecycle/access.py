@@ -280,9 +280,7 @@ def possible_actions(
     ``delete`` is true when some deletion the actor may ask for would be: the configured one, or for
     an admin either strategy (an admin may still hard-delete a run in the trash).
     """
-    can = {
-        action: refusal(actor, action, job, now=now, grace_days=grace_days, held=held) is None for action in ACTIONS
-    }
+    can = {action: refusal(actor, action, job, now=now, grace_days=grace_days, held=held) is None for action in ACTIONS}
     try:
         configured = deletion_action(actor, None, configured_strategy)
     except NotAllowed:

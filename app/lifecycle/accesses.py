@@ -26,9 +26,7 @@ _WRITTEN: TTLCache[bool] = TTLCache(ttl=WRITE_EVERY_SECONDS, size=10_000)
 KINDS = ("opened", "downloaded", "restored")
 
 
-def record_access(
-    session: Session, job: Any, kind: str, *, by: str, by_id: uuid.UUID | None, now: datetime
-) -> None:
+def record_access(session: Session, job: Any, kind: str, *, by: str, by_id: uuid.UUID | None, now: datetime) -> None:
     """Count that ``by`` (a username; ``by_id`` their id) used the run today (``kind``, one of KINDS);
     commits its own write.
 

@@ -403,13 +403,12 @@ def explain_runs(
     archived = [job.id for job in jobs if job.archived_at is not None and job.deleted_at is None] if longest else []
     used = last_access(session, archived, now - timedelta(days=longest)) if archived else {}
     return [
-        explain(rules, job, now=now, kept=job.id in kept, grace_days=grace_days, used=used.get(job.id))
-        for job in jobs
+        explain(rules, job, now=now, kept=job.id in kept, grace_days=grace_days, used=used.get(job.id)) for job in jobs
     ]
 
 
 def _recent_use(rule: Rule | None, used: RunAccess | None, now: datetime) -> str | None:
-    """"kept: opened 3 days ago by its owner" when the governing policy keeps runs people used, and one was."""
+    """ "kept: opened 3 days ago by its owner" when the governing policy keeps runs people used, and one was."""
     if rule is None or not rule.keep_after_access_days or used is None:
         return None
     ago = (now.date() - used.day).days
@@ -421,7 +420,7 @@ def _recent_use(rule: Rule | None, used: RunAccess | None, now: datetime) -> str
 
 
 def _ages_in_words(rules: Rules, rule: Rule | None, job: Any, now: datetime, *, deleting: bool, held: bool) -> str:
-    """"archived 7 days after it finished (ARCHIVE_AFTER_DAYS): due 2026-12-09", remembered per rule and
+    """ "archived 7 days after it finished (ARCHIVE_AFTER_DAYS): due 2026-12-09", remembered per rule and
     day (a page of runs says a few of these: formatting each costs more than the rest of the run)."""
     owner = rule if rule is not None else rules
     days = owner.delete_after_days if deleting else owner.archive_after_days
