@@ -37,6 +37,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.lifecycle import policies
 from app.lifecycle.archival import archive_run, expire_restore, restore_run
 from app.lifecycle.codecs import compressor
 from app.lifecycle.context import Lifecycle
@@ -597,3 +598,50 @@ def seed_history(
             session.execute(insert(StorageSnapshot), snapshots)
     session.commit()
     return DemoHistory(events=len(events), snapshots=len(snapshots), moved=lc is not None, failed=failed)
+
+
+# The retention policies a fresh install shows (each reason says it is demo data): one per kind of rule.
+DEMO_POLICIES = (
+    {
+        "name": "invoices for the auditors",
+        "scraper_pattern": "invoice-*",
+        "archive_after_days": 7,
+        "delete_after_days": 365,
+        "priority": 10,
+        "reason": "demo: supplier invoices are kept a year for the yearly audit",
+    },
+    {
+        "name": "latest book catalogues",
+        "scraper_pattern": "books-*",
+        "archive_after_days": 7,
+        "delete_after_days": 30,
+        "keep_last": 3,
+        "keep_after_access_days": 14,
+        "priority": 5,
+        "reason": "demo: the catalogue team compares each run with the three before it",
+    },
+    {
+        "name": "price dispute with acme",
+        "scraper_pattern": "price-watch",
+        "archive_after_days": 7,
+        "delete_after_days": 30,
+        "legal_hold": True,
+        "reason": "demo: counsel asked to keep every price capture until the dispute is settled",
+    },
+)
+
+
+def seed_policies(session: Session, *, actor: str, now: datetime) -> int:
+    """Add the demo's retention policies that are not there yet (by name); how many were added."""
+    taken = {policy.name for policy in policies.list_policies(session)}
+    added = 0
+    for entry in DEMO_POLICIES:
+        if entry["name"] in taken:
+            continue
+        fields = {name: value for name, value in entry.items() if name != "reason"}
+        policies.add_policy(
+            session, policies.read_fields(fields, partial=False), actor=actor, reason=entry["reason"], now=now
+        )
+        added += 1
+    session.commit()
+    return added

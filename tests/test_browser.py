@@ -208,7 +208,13 @@ def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html
 
     page.goto(live_server + "/storage")
     expect(page.locator(".plot .main-svg").first).to_be_visible()  # drawn by storage-charts.js, not inline script
-    assert page.locator(".plot").count() == 4 and page.locator(".plot .main-svg").count() >= 4
+    expect(page.locator("#chart-forecast .main-svg").first).to_be_visible()  # the forecast, loaded after the page
+    assert page.locator(".plot").count() == 5 and page.locator(".plot .main-svg").count() >= 5
+    page.get_by_role("link", name="90 days").click()  # HTMX swaps the forecast in place, its chart drawn again
+    expect(page.get_by_role("link", name="90 days")).to_have_attribute("aria-current", "true")
+    expect(page.locator("#chart-forecast .main-svg").first).to_be_visible()
+    expect(page.get_by_text("for the next 90 days").or_(page.get_by_text("the alert line"))).not_to_have_count(0)
+    assert page.url == live_server + "/storage"
     shot(page, "8-storage-under-csp")
     page.get_by_role("link", name="API", exact=True).click()  # the OpenAPI document, rendered by us
     expect(page.get_by_role("heading", name="Agar Run Manager API")).to_be_visible()

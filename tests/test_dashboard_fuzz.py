@@ -26,7 +26,20 @@ TEXT_EDGES = [
     "x" * 1001,
     "",
 ]
-NUMBER_EDGES = ["0", "-1", "1", "2", "201", "99999999999999999999", "1e9", "1.5", " 3"]
+# isdigit() takes "²" and \d takes "٣": neither is a number here
+NUMBER_EDGES = [
+    "0",
+    "-1",
+    "1",
+    "2",
+    "201",
+    "99999999999999999999",
+    "1e9",
+    "1.5",
+    " 3",
+    "²",
+    "٣",
+]
 DATE_EDGES = ["0001-01-01", "9999-12-31", "9999-12-30", "2025-02-30", "2025-01-13T14:30:52Z", "20250113", "today"]
 WORD_EDGES = ["yes", "no", "soft", "hard", "active", "archived", "deleted", "archive", "succeeded", "failed"]
 ANY = st.one_of(st.sampled_from(TEXT_EDGES + NUMBER_EDGES + DATE_EDGES + WORD_EDGES), st.text(max_size=40))
@@ -63,6 +76,7 @@ PAGES = {
     "/audit": ["action", "outcome", "page"],
     "/storage": ["page"],
     "/scrapers": ["days"],
+    "/storage/forecast": ["days"],
     "/runs/{id}": ["task", "doing"],
     "/tasks/{task}": ["job", "doing"],
     "/storage/check": ["page"],

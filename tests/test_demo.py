@@ -95,6 +95,21 @@ def test_seed_command_reports_what_it_wrote(seed, admin, lc):
     assert lc.session.scalar(select(func.count()).select_from(Job)) == 4
 
 
+def test_the_demo_adds_its_retention_policies_once_each_kind_of_rule_shown(seed, admin, lc):
+    from app.lifecycle import policies
+    from tests.support import policy_changes
+
+    result = seed("--runs", "2", "--size", "8K", "--seed", "1")
+    assert "Added 3 demo retention policies" in result.output
+    saved = {policy.name: policy for policy in policies.list_policies(lc.session)}
+    assert saved["latest book catalogues"].keep_last == 3 and saved["price dispute with acme"].legal_hold
+    assert saved["invoices for the auditors"].delete_after_days == 365
+    assert all(change.actor == "ada" and change.reason.startswith("demo: ") for change in policy_changes(lc))
+    again = seed("--runs", "2", "--size", "8K", "--seed", "2")
+    assert again.exit_code == 0 and "demo retention policies" not in again.output
+    assert len(policies.list_policies(lc.session)) == 3
+
+
 def test_first_start_seeds_only_an_install_that_never_had_runs(seed, admin, lc, make_run):
     assert not has_ever_had_runs(lc.session)
     assert seed("--first-start", "--runs", "2", "--size", "8K").exit_code == 0

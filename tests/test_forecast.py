@@ -2,11 +2,12 @@
 checked on known data sets with exact arithmetic."""
 
 import dataclasses
-from datetime import timedelta
+from datetime import date, timedelta
 
 from app.lifecycle import retention
 from app.lifecycle.runs import load_run
 from app.monitoring.forecast import forecast
+from tests.support import sized_run
 
 
 def shaped(lc, make_run, clock, *, days_ago, size, archived=None, deleted_days_ago=None, restored_for=None):
@@ -104,3 +105,88 @@ def test_the_forecast_api_checks_days_and_is_for_admins(app, admin, member):
         "disk_used_percent",
     }
     assert len(admin.get("/api/scraper/storage/forecast?days=365").json["days"]) == 365
+
+
+def test_the_storage_page_shows_the_forecast_the_next_passes_and_the_policies_in_force(
+    app, lc, make_run, admin, member, monkeypatch
+):
+    import json
+    import re
+
+    from app.lifecycle import policies
+    from app.web import reports
+    from tests.test_web import Browser
+
+    policies.add_policy(
+        lc.session,
+        policies.read_fields(
+            {"name": "books", "scraper_pattern": "books-*", "archive_after_days": 7, "keep_last": 3}, partial=False
+        ),
+        actor="ada",
+        reason="the last three are read",
+        now=lc.now(),
+    )
+    lc.session.commit()
+    sized_run(lc, make_run, 3 * 1024**2, days_ago=10, scraper="quotes")  # due: the next archival pass takes it
+    sized_run(lc, make_run, 1024**2, days_ago=10)  # books-toscrape: one of its newest 3, kept
+
+    def browser(account):
+        opened = Browser(app.test_client())
+        assert opened.login(account.user.username).status_code == 302
+        return opened
+
+    ada, max_ = browser(admin), browser(member)
+    never = dataclasses.replace(lc.settings, storage_alert_percent=100)  # a disk never full: the line not crossed
+    monkeypatch.setattr(reports, "settings", lambda: never)
+    page = ada.get("/storage").text
+    assert 'hx-get="/storage/forecast" hx-trigger="load"' in page  # the forecast loads after the page
+    retention_card = page.split('id="retention-title"')[1].split("</section>")[0]
+    assert "books-*" in retention_card and "newest 3" in retention_card and "1 policy" in retention_card
+    assert f"archived {lc.settings.archive_after_days} days after they finish" in retention_card
+
+    fragment = ada.get("/storage/forecast", headers={"HX-Request": "true"}).text
+    assert "<html" not in fragment and 'id="forecast"' in fragment
+    assert "The next archival pass would archive 1 run (3.0 MB)" in fragment
+    figure = json.loads(
+        re.search(r'id="chart-forecast" class="plot" data-figure="([^"]+)"', fragment)
+        .group(1)
+        .replace("&#34;", '"')
+        .replace("&amp;", "&")
+    )
+    api = ada.get("/api/scraper/storage/forecast?days=30").json
+    traces = {trace["name"]: trace for trace in figure["data"]}
+    assert set(traces) == {"Active", "Archived", "Trash", "Restored", "Disk used (%)"}
+    assert traces["Active"]["x"] == [day["date"] for day in api["days"]]
+    assert traces["Active"]["y"] == [round(day["active_bytes"] / 1024**2, 2) for day in api["days"]]
+    assert traces["Disk used (%)"]["y"] == [day["disk_used_percent"] for day in api["days"]]
+    assert figure["layout"]["title"]["text"] == "Forecast: the disk stays under 100 % for 30 days"
+    assert "The disk stays under 100 % (the alert line) for the next 30 days" in fragment
+    assert fragment.count("<tr") - fragment.count("<thead") >= 30  # a row per day
+
+    # A disk that fills: the day it crosses the alert line, said and drawn (the API's day, on the same disk).
+    from app.monitoring import forecast as forecast_module
+
+    small_disk = {"total_bytes": 100 * 1024**2, "free_bytes": 50 * 1024**2, "used_percent": 50.0}
+    monkeypatch.setattr(forecast_module, "disk_figures", lambda path: small_disk)
+    monkeypatch.setattr(reports, "disk_figures", lambda path: small_disk)
+    low = dataclasses.replace(lc.settings, storage_alert_percent=51)
+    monkeypatch.setattr(reports, "settings", lambda: low)
+    monkeypatch.setattr("app.api.monitoring.settings", lambda: low)
+    crossing = ada.get("/api/scraper/storage/forecast?days=90").json["alert_threshold_date"]
+    assert crossing is not None
+    fragment = ada.get("/storage/forecast?days=90", headers={"HX-Request": "true"}).text
+    in_days = (date.fromisoformat(crossing) - lc.now().date()).days
+    assert f"reaches 51 % (the alert line) on <strong>{crossing}</strong>, in {in_days} day" in fragment
+    assert f"the disk reaches 51 % on {crossing}" in fragment and 'aria-current="true">90 days' in fragment
+    assert '<tr class="crossing"><td>' + crossing in fragment
+    # Already past the line: said so, not "reaches it tomorrow".
+    monkeypatch.setattr(reports, "settings", lambda: dataclasses.replace(lc.settings, storage_alert_percent=40))
+    fragment = ada.get("/storage/forecast", headers={"HX-Request": "true"}).text
+    assert "The disk is already past 40 % (the alert line): 50 % used today" in fragment
+    assert "<title>Storage forecast" in ada.get("/storage/forecast").text  # without JavaScript: a page of its own
+    assert ada.get("/storage/forecast?days=%C2%B2").status_code == 400
+
+    # A member sees the retention in force, not the site's forecast.
+    page = max_.get("/storage").text
+    assert "books-*" in page and "/storage/forecast" not in page
+    assert max_.get("/storage/forecast").status_code == 403

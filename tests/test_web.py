@@ -348,6 +348,31 @@ def test_the_storage_page_draws_its_charts_from_the_tables_and_shows_alerts(brow
     assert '<span class="count alarm" title="open alerts">1 alert</span>' in browser.get("/runs").text
 
 
+def test_the_storage_page_always_says_how_the_alerts_stand(browse, admin, member, lc, monkeypatch):
+    import dataclasses
+
+    from app.models import Alert
+    from app.web import reports
+
+    browser = browse(admin)
+    monkeypatch.setattr(reports, "settings", lambda: dataclasses.replace(lc.settings, storage_alert_percent=100))
+    page = browser.get("/storage").text
+    assert "No open alerts. Watched: the disk (alert at 100 %)" in page and "Recently resolved" not in page
+    now = datetime.now(UTC)
+    lc.session.add(Alert(kind="archive_failed", severity="warning", message="2 archives failed", resolved_at=now))
+    lc.session.add(Alert(kind="disk", severity="critical", message="the disk is 97 % full"))
+    lc.session.commit()
+    monkeypatch.setattr(reports, "settings", lambda: dataclasses.replace(lc.settings, storage_alert_percent=1))
+    page = browser.get("/storage").text
+    assert '<span class="count alarm">1 open</span>' in page and "No open alerts" not in page
+    assert "the disk is 97 % full" in page and "% full (alert at 1 %)" not in page  # the open alert says it once
+    resolved = page.split("Recently resolved")[1].split("</details>")[0]
+    assert "2 archives failed" in resolved and "the disk is 97 % full" not in resolved
+    theirs = browse(member).get("/storage")
+    assert theirs.status_code == 200 and "Retention in force" in theirs.text
+    assert 'id="alerts-title"' not in theirs.text  # the site's alerts are admins'
+
+
 def test_the_audit_page_lists_actions_and_deletions_a_user_may_see(browse, member, other_member, admin, lc, make_run):
     mine = make_run(days_ago=10, owner=member.user.id, name="my run")
     theirs = make_run(days_ago=10, owner=other_member.user.id, name="olga's run")

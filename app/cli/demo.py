@@ -9,7 +9,7 @@ import click
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from app.demo import MAX_DAYS, MAX_RUN_BYTES, MAX_RUNS, has_ever_had_runs, seed_demo, seed_history
+from app.demo import MAX_DAYS, MAX_RUN_BYTES, MAX_RUNS, has_ever_had_runs, seed_demo, seed_history, seed_policies
 from app.extensions import db, lifecycle, redis_connection, settings
 from app.lifecycle.errors import LifecycleError
 from app.models import User
@@ -106,6 +106,12 @@ def seed_command(
             f"{snapshots}, marked as demo. The scheduler's first passes archive those older than "
             f"{s.archive_after_days} days and delete those older than {s.delete_after_days}; "
             "`flask runs archive` and `flask runs cleanup` do it now."
+        )
+    added = seed_policies(session, actor=owner.username, now=now)
+    if added:
+        click.echo(
+            f"Added {added} demo retention policies (per-scraper ages, keep the newest 3, a legal hold): "
+            "see the Policies page, or `flask policies list`."
         )
 
 

@@ -24,7 +24,6 @@ Bytes are computed exactly (fractions) and rounded to whole bytes per day only w
 
 from __future__ import annotations
 
-import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -39,10 +38,11 @@ from app.lifecycle.queries import whole_number
 from app.lifecycle.retention import Rules, age_days, held, kept_by_keep_last, load_rules
 from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_restored
 from app.models import FINISHED_STATUSES, Job
+from app.monitoring.figures import STORED_TIERS, disk_figures
 
 ARRIVAL_DAYS = 14
 MAX_DAYS = 365
-TIERS = ("active", "archived", "trash", "restored")
+TIERS = STORED_TIERS  # the tiers projected: those whose bytes are on disk
 
 
 def _day(value: Any) -> date | None:
@@ -232,13 +232,13 @@ def days_asked(raw: Any, *, default: int = 30) -> int:
 
 def site_forecast(session: Session, settings: Settings, *, days: int, now: datetime) -> dict[str, Any]:
     """The forecast of the whole site under the policies in force, from the disk holding SCRAPER_DATA_PATH."""
-    usage = shutil.disk_usage(settings.scraper_data_path)
+    disk = disk_figures(settings.scraper_data_path)
     return forecast(
         session,
         settings,
         load_rules(session, settings),
         now=now,
         days=days,
-        disk_total=usage.total,
-        disk_used=usage.total - usage.free,
+        disk_total=disk["total_bytes"],
+        disk_used=disk["total_bytes"] - disk["free_bytes"],
     )

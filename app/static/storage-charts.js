@@ -3,12 +3,16 @@
 // dashboard's Content-Security-Policy runs scripts from this site's files only.
 "use strict";
 
-function drawStorageCharts() {
-  for (const element of document.querySelectorAll(".plot[data-figure]")) {
+function drawStorageCharts(root = document) {
+  for (const element of root.querySelectorAll(".plot[data-figure]:not([data-drawn])")) {
     const figure = JSON.parse(element.dataset.figure);
     Plotly.newPlot(element, figure.data, figure.layout, {displaylogo: false, responsive: true});
+    element.dataset.drawn = "yes";
   }
 }
+
+// Parts loaded after the page (the storage forecast) bring charts of their own.
+document.addEventListener("htmx:afterSettle", () => drawStorageCharts());
 
 if (document.readyState === "loading") {
   document.addEventListener("DOMContentLoaded", drawStorageCharts);

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from app.monitoring.figures import STORED_TIERS
 
@@ -187,4 +188,63 @@ def scraper_bytes_by_tier(figures: dict[str, Any]) -> str:
                 marker_color=COLORS[tier],
             )
         )
+    return figure.to_json()
+
+
+# -- the storage page's forecast (app.monitoring.forecast) ----------------------------------------
+
+
+def storage_forecast(result: dict[str, Any], threshold: int) -> str:
+    """The projected bytes per tier, stacked, and below them the disk's use against the alert line."""
+    days = result["days"]
+    x = [day["date"] for day in days]
+    crossing = result["alert_threshold_date"]
+    title = (
+        f"Forecast: the disk reaches {threshold} % on {crossing}"
+        if crossing
+        else f"Forecast: the disk stays under {threshold} % for {len(days)} days"
+    )
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32], vertical_spacing=0.08)
+    figure.update_layout(
+        _layout(
+            title,
+            height=420,
+            hovermode="x unified",
+            yaxis={"gridcolor": "#eef0f3", "rangemode": "tozero", "title": {"text": "MB"}},
+            xaxis2={"gridcolor": "#eef0f3"},
+            yaxis2={"gridcolor": "#eef0f3", "range": [0, 100], "dtick": 50, "ticksuffix": " %"},
+        )
+    )
+    for name in TIER_NAMES:
+        figure.add_trace(
+            go.Scatter(
+                x=x,
+                y=[_mb(day[f"{name}_bytes"]) for day in days],
+                name=name.capitalize(),
+                stackgroup="tiers",
+                line={"color": COLORS[name], "width": 1},
+            ),
+            row=1,
+            col=1,
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[day["disk_used_percent"] for day in days],
+            name="Disk used (%)",
+            line={"color": "#1d2430", "width": 2},
+        ),
+        row=2,
+        col=1,
+    )
+    figure.add_hline(
+        y=threshold,
+        row=2,
+        col=1,
+        line={"color": COLORS["failed"], "dash": "dash", "width": 1},
+        annotation_text=f"alert at {threshold} %",
+        annotation_position="top left",
+    )
+    if crossing:
+        figure.add_vline(x=crossing, line={"color": COLORS["failed"], "width": 1})
     return figure.to_json()

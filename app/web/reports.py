@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.extensions import db, lifecycle, redis_connection, settings
-from app.lifecycle import access, deletion_limits, queries
+from app.lifecycle import access, deletion_limits, policies, queries, retention
+from app.lifecycle.policy import next_passes
 from app.lifecycle.reconcile import reconcile
 from app.models import EVENT_OUTCOMES, LIFECYCLE_ACTIONS, Alert, Job, StorageSnapshot, utcnow
-from app.monitoring.figures import daily_activity, site_figures, storage_stats
+from app.monitoring import forecast
+from app.monitoring.figures import daily_activity, disk_figures, site_figures, storage_stats
 from app.web import bp, charts, web_user
+from app.web.policies import shown
 from app.web.runs import PAGE_SIZE, page_of
 
 CHART_DAYS = 30
+RESOLVED_SHOWN = 10  # the alerts resolved most recently, under the open ones
+FORECAST_WINDOWS = (30, 90, 365)  # the forecast's spans offered; the first is the page's
 
 
 @bp.get("/storage")
@@ -50,13 +55,14 @@ def storage() -> Any:
     }
     if len(snapshots) >= 2:
         figures["trend"] = charts.tiers_over_time(snapshots)
-    alerts = (
-        db.session.scalars(
+    alerts = resolved = []
+    if user.is_admin:  # the alerts are of the whole site
+        alerts = db.session.scalars(
             select(Alert).where(Alert.resolved_at.is_(None)).order_by(Alert.created_at.desc()).limit(50)
         ).all()
-        if user.is_admin
-        else []
-    )
+        resolved = db.session.scalars(
+            select(Alert).where(Alert.resolved_at.is_not(None)).order_by(Alert.resolved_at.desc()).limit(RESOLVED_SHOWN)
+        ).all()
     disk = stats["disk"]
     return render_template(
         "storage.html",
@@ -65,10 +71,48 @@ def storage() -> Any:
         figures=figures,
         snapshots=len(snapshots),
         alerts=alerts,
-        disk_alarm=disk is not None and disk["used_percent"] >= settings().storage_alert_percent,
+        resolved=resolved,
+        alerts_schedule=settings().alerts_schedule,
+        webhook=bool(settings().alert_webhook_url),
+        # The disk past the line before the alert check has opened its alert (the alert says it once open).
+        disk_alarm=disk is not None
+        and disk["used_percent"] >= settings().storage_alert_percent
+        and not any(alert.kind == "disk" for alert in alerts),
         threshold=settings().storage_alert_percent,
         is_admin=user.is_admin,
         confirmation=deletion_limits.pending_confirmation(db.session) if user.is_admin else None,
+        policies=policies.list_policies(db.session),
+        settings=settings(),
+        shown=shown,
+    )
+
+
+@bp.get("/storage/forecast")
+def storage_forecast() -> Any:
+    """Where storage is heading, for admins: the forecast (app.monitoring.forecast) and the next passes.
+
+    The storage page loads it after itself (its grouped sums take longer than the page's cached
+    figures); without JavaScript it is a page of its own.
+    """
+    access.require_admin(web_user(), "see the storage forecast: it covers every user's runs")
+    days = forecast.days_asked(request.args.get("days"), default=FORECAST_WINDOWS[0])
+    now = utcnow()
+    s = settings()
+    result = forecast.site_forecast(db.session, s, days=days, now=now)
+    passes = next_passes(db.session, retention.load_rules(db.session, s), now)
+    template = "_storage_forecast.html" if request.headers.get("HX-Request") else "storage_forecast.html"
+    return render_template(
+        template,
+        result=result,
+        figure=charts.storage_forecast(result, s.storage_alert_percent),
+        passes=passes,
+        days=days,
+        windows=FORECAST_WINDOWS,
+        threshold=s.storage_alert_percent,
+        used_now=disk_figures(s.scraper_data_path)["used_percent"],
+        crossing_in=(date.fromisoformat(crossing) - now.date()).days
+        if (crossing := result["alert_threshold_date"])
+        else None,
     )
 
 
