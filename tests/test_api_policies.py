@@ -74,15 +74,18 @@ def test_a_dry_run_answers_the_effect_and_saves_nothing(app, admin, lc, make_run
     assert effect.status_code == 200, effect.json
     assert effect.json["archive"] == {"runs": 2, "bytes": 2000}
     assert effect.json["change"]["archive"] == {"runs": 2, "bytes": 2000}
-    assert effect.json["by_scraper"] == [
-        {"scraper": "books-toscrape", "archive_runs": 2, "archive_bytes": 2000, "delete_runs": 0, "delete_bytes": 0}
-    ]
+    figures = {"archive_runs": 2, "archive_bytes": 2000, "delete_runs": 0, "delete_bytes": 0}
+    assert effect.json["by_scraper"] == [{"scraper": "books-toscrape", **figures, "change": figures}]
     assert lc.session.scalars(select(RetentionPolicy)).all() == []
     assert lc.session.scalars(select(PolicyChange)).all() == []
     policy = admin.post("/api/scraper/policies", json=BOOKS).json
     url = f"/api/scraper/policies/{policy['id']}"
     slower = admin.patch(url + "?dry_run=1", json={"archive_after_days": 30, "reason": "r"})
     assert slower.json["change"]["archive"] == {"runs": -2, "bytes": -2000}
+    nothing = {"archive_runs": 0, "archive_bytes": 0, "delete_runs": 0, "delete_bytes": 0}
+    assert slower.json["by_scraper"] == [  # the scraper the change takes out of the pass, with what it loses
+        {"scraper": "books-toscrape", **nothing, "change": {**nothing, "archive_runs": -2, "archive_bytes": -2000}}
+    ]
     assert admin.get(url).json["archive_after_days"] == 2  # unchanged
     gone = admin.delete(url + "?dry_run=1", json={"reason": "r"})
     assert gone.json["archive"] == {"runs": 0, "bytes": 0} and admin.get(url).status_code == 200

@@ -98,8 +98,8 @@ def test_preview_shows_the_next_passes_per_scraper_and_the_change_and_saves_noth
     said = answer(page, "new")
     assert "Preview — nothing is saved." in said
     assert "the next passes would archive 3 runs (700 KB) and delete 0 runs (0 B)" in said
-    assert "books-toscrape 2 runs · 300 KB 0 runs · 0 B" in said
-    assert "quotes 1 run · 400 KB 0 runs · 0 B" in said
+    assert "books-toscrape 2 runs · 300 KB 0 runs · 0 B archive +2 runs" in said  # each scraper's change too
+    assert "quotes 1 run · 400 KB 0 runs · 0 B no change" in said
     assert "Change from now +2 runs · +300 KB no change" in said
     fragment = browser.post("/policies/preview", data=BOOKS, htmx=True)  # HTMX: the preview alone
     assert fragment.status_code == 200 and "<html" not in fragment.text and "Change from now" in fragment.text
@@ -109,6 +109,7 @@ def test_preview_shows_the_next_passes_per_scraper_and_the_change_and_saves_noth
     slower = browser.post(f"/policies/{policy.id}/preview", data={**BOOKS, "archive_after_days": "30"})
     assert slower.status_code == 200 and 'value="30"' in slower.text
     assert "Change from now −2 runs · −300 KB no change" in answer(slower, "edit")
+    assert "books-toscrape 0 runs · 0 B 0 runs · 0 B archive −2 runs" in answer(slower, "edit")
     removal = browser.post(f"/policies/{policy.id}/remove/preview", data={"reason": "x"}, htmx=True)
     assert "<html" not in removal.text and "−2 runs · −300 KB" in removal.text
     [policy] = saved(lc)

@@ -232,6 +232,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             for step in ("archive", "delete")
                             for what in ("runs", "bytes")
                         },
+                        "change": {
+                            "type": "object",
+                            "description": "a dry run's: each figure less the one under the policies in force",
+                            "properties": {
+                                f"{step}_{what}": {"type": "integer"}
+                                for step in ("archive", "delete")
+                                for what in ("runs", "bytes")
+                            },
+                        },
                     },
                 },
             },

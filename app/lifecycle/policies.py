@@ -268,6 +268,9 @@ def proposed_rules(
     return dataclasses.replace(current, policies=(*others, changed))
 
 
+_PASS_FIGURES = ("archive_runs", "archive_bytes", "delete_runs", "delete_bytes")  # a scraper's, in next_passes
+
+
 def preview(session: Session, settings: Settings, rules: Rules, now: datetime) -> dict[str, Any]:
     """What the next archival and cleanup passes would do under ``rules``, and how that differs from now."""
     after = next_passes(session, rules, now)
@@ -275,4 +278,15 @@ def preview(session: Session, settings: Settings, rules: Rules, now: datetime) -
     after["change"] = {
         step: {key: after[step][key] - before[step][key] for key in ("runs", "bytes")} for step in ("archive", "delete")
     }
+    # Per scraper too, a scraper the change takes out of the passes included (its figures then 0).
+    was = {entry["scraper"]: entry for entry in before["by_scraper"]}
+    now_ = {entry["scraper"]: entry for entry in after["by_scraper"]}
+    zero = dict.fromkeys(_PASS_FIGURES, 0)
+    after["by_scraper"] = [
+        {
+            **(entry := now_.get(scraper, {"scraper": scraper, **zero})),
+            "change": {key: entry[key] - was.get(scraper, zero)[key] for key in _PASS_FIGURES},
+        }
+        for scraper in sorted(was.keys() | now_.keys())
+    ]
     return after
