@@ -22,7 +22,7 @@ from rq.job import Job as RQJob
 from rq.registry import StartedJobRegistry
 
 from app.extensions import db, lifecycle, redis_connection, settings
-from app.lifecycle import access, archival, deletion, passes, verification
+from app.lifecycle import access, archival, bulk, deletion, passes, verification
 from app.lifecycle.access import Actor
 from app.lifecycle.events import SUPERSEDED, state_token
 from app.lifecycle.naming import parse_job_id
@@ -108,6 +108,9 @@ def task_state(task_id: str, actor: Actor) -> dict[str, Any] | None:
     body: dict[str, Any] = {"task_id": task.id, "status": status, "progress": int(task.meta.get("progress", 0))}
     if "bytes_total" in task.meta:  # one archive or restore: how far, in bytes
         body["bytes_done"], body["bytes_total"] = task.meta.get("bytes_done", 0), task.meta["bytes_total"]
+    if "runs" in task.meta:  # a bulk action: each run's outcome as it comes, the refused ones first
+        body["runs"], body["refused"] = task.meta["runs"], task.meta.get("refused", [])
+        body["action"] = task.meta.get("action")
     if status == "finished":
         body["progress"] = 100
         body["result"] = task.meta.get("result", task.return_value())
@@ -310,6 +313,39 @@ def delete_job(
     return _act_on_run(
         deletion.delete_run, job_id, actor=actor, reason=reason, strategy=strategy, expected_state=expected_state
     )
+
+
+FINAL = ("succeeded", "skipped", SUPERSEDED, "failed")  # a run of a bulk task that is done with
+
+
+def bulk_runs(ask: dict, runs: list[list[str]], actor: str) -> dict:
+    """One bulk action (``app.lifecycle.bulk``) on the runs given as [id, state token] pairs; each
+    run's outcome is in the task's meta as it comes (``runs``), so the page shows progress per run.
+
+    A retry (the worker stopped) goes on with the runs not done yet: those done keep their outcome.
+    """
+    task = get_current_job()
+    meta = task.meta if task is not None else {}
+    states: list[dict[str, Any]] = meta.get("runs") or [{"job_id": job_id, "status": "queued"} for job_id, _ in runs]
+    todo = [index for index, state in enumerate(states) if state["status"] not in FINAL]
+
+    def on_run(position: int, state: dict[str, Any]) -> None:
+        index = todo[position]
+        states[index] = {**states[index], **state}
+        if task is not None:
+            done = sum(1 for entry in states if entry["status"] in FINAL)
+            task.meta.update(runs=states, progress=int(100 * done / len(states)))
+            task.save_meta()
+
+    bulk.act_on_runs(
+        lifecycle(),
+        bulk.BulkAsk.of(ask),
+        [(parse_job_id(runs[index][0]), runs[index][1]) for index in todo],
+        actor=actor,
+        on_run=on_run,
+    )
+    counts = {status: sum(1 for entry in states if entry["status"] == status) for status in FINAL}
+    return _Progress().finish({"action": ask["action"], "runs": states, **counts})
 
 
 class ArchivesMismatch(Exception):

@@ -6,6 +6,10 @@ Plain helpers that tests import (new_run, tree, run_burst_worker, ...) live in t
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from app import create_app
 from app.auth.users import create_user
 from app.extensions import db
 from app.models import Base
-from tests.support import TEST_REDIS_URL, Account, Clock, new_run, throwaway_database
+from tests.support import CHROMIUM, ROOT, TEST_REDIS_URL, Account, Clock, free_port, new_run, throwaway_database
 
 SETTINGS_VARIABLES = (
     "SCRAPER_DATA_PATH ARCHIVE_BASE_PATH ARCHIVE_AFTER_DAYS DELETE_AFTER_DAYS ARCHIVE_COMPRESSION "
@@ -194,3 +198,62 @@ def process_env(lc: Any, migrated: str) -> dict[str, str]:
     }
     env.pop("TEST_DATABASE_URL", None)
     return env
+
+
+# -- the dashboard, in a test client and in a real browser ------------------------------------------
+
+
+@pytest.fixture
+def browse(app: Flask) -> Any:
+    """``browse(account)``: a logged-in dashboard session of the account (``tests.test_web.Browser``)."""
+    from tests.test_web import Browser
+
+    def open_as(account: Any = None) -> Any:
+        browser = Browser(app.test_client())
+        if account is not None:
+            assert browser.login(account.user.username).status_code == 302
+        return browser
+
+    return open_as
+
+
+@pytest.fixture
+def live_server(process_env: dict[str, str], lc: Any) -> Iterator[str]:
+    """gunicorn serving the test's database and storage, and an RQ worker beside it."""
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=process_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/login", timeout=1)
+                break
+            except OSError:
+                if web.poll() is not None:
+                    raise RuntimeError(f"gunicorn stopped: {web.stderr.read()[-2000:]}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        for process in (worker, web):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.set_default_timeout(30_000)
+        yield tab
+        browser.close()

@@ -7,6 +7,8 @@ The fixtures of tests/conftest.py use these; tests import them from here.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -239,3 +241,22 @@ def sized_run(lc: Any, make_run: Any, size: int, **kwargs: Any) -> Any:
     load_run(lc, job.id).size_bytes = size
     lc.session.commit()
     return job
+
+
+# -- browser tests --------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def shot(page, name: str) -> None:
+    folder = os.environ.get("AGAR_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

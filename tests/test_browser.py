@@ -5,78 +5,16 @@ Screenshots of each step are written to ``$AGAR_SCREENSHOTS`` when it is set, to
 """
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import CHROMIUM, shot  # noqa: F401 (shot: for the other browser tests too)
+
 PASSWORD = "correct horse battery"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def live_server(process_env, lc):
-    """gunicorn serving the test's database and storage, and an RQ worker beside it."""
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT,
-        env=process_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=process_env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/login", timeout=1)
-                break
-            except OSError:
-                if web.poll() is not None:
-                    raise RuntimeError(f"gunicorn stopped: {web.stderr.read()[-2000:]}") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        for process in (worker, web):
-            process.terminate()
-            process.wait(timeout=20)
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
-        tab.set_default_timeout(30_000)
-        yield tab
-        browser.close()
-
-
-def shot(page, name: str) -> None:
-    folder = os.environ.get("AGAR_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def test_an_admin_logs_in_archives_restores_deletes_and_undeletes_a_run(live_server, page, lc, admin, make_run):

@@ -17,7 +17,6 @@ from app.lifecycle.deletion_limits import (
 )
 from app.lifecycle.errors import BadInput
 from app.models import Alert, Job
-from tests.test_web import Browser
 
 
 def archived_runs(lc, make_run, *days_ago, owner=None):
@@ -230,16 +229,6 @@ def test_the_cli_prints_the_limit_and_confirm_deletions_releases_the_held_runs(a
     assert deleted(lc, due) == set(due)
     nothing = runner.invoke(args=["runs", "confirm-deletions", "--reason", "again"])
     assert nothing.exit_code == 1 and "nothing to confirm" in nothing.stderr
-
-
-@pytest.fixture
-def browse(app):
-    def open_as(account):
-        browser = Browser(app.test_client())
-        assert browser.login(account.user.username).status_code == 302
-        return browser
-
-    return open_as
 
 
 def test_the_storage_page_offers_confirm_deletions_to_admins_while_a_pass_is_held(

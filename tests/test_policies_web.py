@@ -10,7 +10,6 @@ from app.lifecycle import policies
 from tests.support import policy_changes as changes
 from tests.support import saved_policies as saved
 from tests.support import sized_run
-from tests.test_web import Browser
 
 BOOKS = {
     "name": "books fast",
@@ -22,16 +21,6 @@ BOOKS = {
     "priority": "0",
     "reason": "books change fast",
 }
-
-
-@pytest.fixture
-def browse(app):
-    def open_as(account):
-        browser = Browser(app.test_client())
-        assert browser.login(account.user.username).status_code == 302
-        return browser
-
-    return open_as
 
 
 def add(lc, **fields):

@@ -59,17 +59,6 @@ class Browser:
         return self._request("post", url, data=form, headers=headers, **kwargs)
 
 
-@pytest.fixture
-def browse(app):
-    def open_as(account=None):
-        browser = Browser(app.test_client())
-        if account is not None:
-            assert browser.login(account.user.username).status_code == 302
-        return browser
-
-    return open_as
-
-
 def test_pages_ask_for_a_login_first(browse):
     anonymous = browse()
     response = anonymous.get("/runs?tier=archived")

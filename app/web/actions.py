@@ -16,6 +16,7 @@ from app.extensions import lifecycle, settings
 from app.lifecycle import access, deletion, queries
 from app.models import Job
 from app.web import Refused, bp, web_user
+from app.web.rows import fresh, list_tier, render_row
 from app.web.runs import require, used, visible_run
 
 # The long work each button starts, and what the page says while it runs.
@@ -35,13 +36,26 @@ def _start(action: str, job: Job, *args: Any) -> Any:
     user = web_user()
     function, label = TASKS[action]
     task = tasks.enqueue_for_run(function, job, user.username, *args, owner=str(user.id))
+    row = _row()
+    if row is not None:  # a runs list's row: the row again, its progress in place
+        state = {"task_id": task.id, "status": "queued", "progress": 0}
+        return render_row(job, row, task=state, label=label)
     if request.headers.get("HX-Request"):
         state = {"task_id": task.id, "status": "queued", "progress": 0}
         return render_template("_task.html", task=state, label=label, job=job)
     return redirect(url_for("web.run", job_id=job.id, task=task.id, doing=label))
 
 
-def _back_to(job: Job) -> Any:
+def _row() -> str | None:
+    """The list a row's button was pressed in (HTMX only: without JavaScript the run's page answers)."""
+    return list_tier(request.form.get("row")) if request.headers.get("HX-Request") else None
+
+
+def _back_to(job: Job, done: str) -> Any:
+    row = _row()
+    if row is not None:
+        return render_row(fresh(job), row, note=done)
+    flash(done)
     url = url_for("web.run", job_id=job.id)
     if request.headers.get("HX-Request"):
         return "", 204, {"HX-Redirect": url}
@@ -79,11 +93,10 @@ def undelete(job_id: str) -> Any:
     job = visible_run(job_id)
     require("undelete", job)
     deletion.undelete_run(lifecycle(), job.id, actor=web_user().username, reason=_reason(required=False))
-    flash("The run is back.")
-    return _back_to(job)
+    return _back_to(job, "The run is back.")
 
 
-def _keep_until(raw: str) -> datetime | None:
+def keep_until(raw: str) -> datetime | None:
     """The end of the day an admin picked to keep the run until (a day still to come), or None."""
     if not raw:
         return None
@@ -102,7 +115,7 @@ def extend(job_id: str) -> Any:
     require("extend", job)
     reason = _reason(required=True)
     keep_forever = request.form.get("keep_forever") == "yes"
-    retain_until = _keep_until(request.form.get("retain_until", "").strip())
+    retain_until = keep_until(request.form.get("retain_until", "").strip())
     if retain_until is None and not keep_forever:
         raise Refused(400, "choose a date to keep it until, or keep it forever")
     deletion.extend_retention(
@@ -113,5 +126,4 @@ def extend(job_id: str) -> Any:
         retain_until=retain_until,
         keep_forever=True if keep_forever else None,  # type: ignore[arg-type]
     )
-    flash("Retention extended.")
-    return _back_to(job)
+    return _back_to(job, "Retention extended.")
