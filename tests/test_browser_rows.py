@@ -38,7 +38,7 @@ def test_an_admin_archives_a_row_in_place_and_extends_selected_rows_at_once(live
     shot(page, "rows-1-list")
 
     row = page.locator(f"#row-{first.id}")
-    row.get_by_role("button", name="Archive Book catalogue of Monday now").click()
+    row.get_by_role("button", name="Archive now: Book catalogue of Monday").click()
     expect(row.get_by_role("status")).to_contain_text("Archiving finished.")  # the row, swapped when the task ended
     expect(row.get_by_role("link", name="archived")).to_be_visible()
     expect(row.get_by_role("button", name="Restore Book catalogue of Monday")).to_be_visible()
