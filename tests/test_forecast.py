@@ -4,8 +4,11 @@ checked on known data sets with exact arithmetic."""
 import dataclasses
 from datetime import date, timedelta
 
+from sqlalchemy import select
+
 from app.lifecycle import retention
 from app.lifecycle.runs import load_run
+from app.models import Job
 from app.monitoring.forecast import forecast
 from tests.support import sized_run
 
@@ -190,3 +193,31 @@ def test_the_storage_page_shows_the_forecast_the_next_passes_and_the_policies_in
     page = max_.get("/storage").text
     assert "books-*" in page and "/storage/forecast" not in page
     assert max_.get("/storage/forecast").status_code == 403
+
+
+def test_a_run_used_lately_is_deleted_no_sooner_than_its_policy_keeps_it_after_the_use(lc, make_run, clock):
+    from app.lifecycle import policies
+    from app.lifecycle.accesses import record_access
+
+    used = shaped(lc, make_run, clock, days_ago=40, size=4000, archived=1000)  # 40 days: due, deleted on day 1
+    shaped(lc, make_run, clock, days_ago=40, size=4000, archived=500)  # not used: deleted on day 1
+    fields = {"name": "read", "scraper_pattern": "*", "archive_after_days": 7, "delete_after_days": 30}
+    policies.add_policy(
+        lc.session,
+        policies.read_fields({**fields, "keep_after_access_days": 5}, partial=False),
+        actor="ada",
+        reason="r",
+        now=clock.now,
+    )
+    lc.session.commit()
+    record_access(lc.session, used, "downloaded", by="max", by_id=None, now=clock.now - timedelta(days=2))
+    lc.session.commit()
+    result = project(lc, clock, 6, total=100_000, used=10_000, deletion_strategy="hard")
+    # Downloaded two days ago, kept while used within 5 days (the cleanup's rule): deleted on day 4, the
+    # other on day 1.
+    assert [d["archived_bytes"] for d in result["days"]] == [1000, 1000, 1000, 0, 0, 0]
+    rules = retention.load_rules(lc.session, lc.settings)
+    for day, kept in ((3, True), (4, False)):  # the cleanup agrees, day by day
+        later = clock.now + timedelta(days=day)
+        found = lc.session.scalar(select(Job.id).where(Job.id == used.id, retention.kept_by_use(rules, later)))
+        assert (found is not None) is kept, day

@@ -280,9 +280,18 @@ def test_the_preview_counts_runs_and_bytes_per_scraper_and_the_change_from_now(l
     effect = policies.preview(lc.session, lc.settings, proposed, clock.now)
     assert effect["archive"] == {"runs": 3, "bytes": 700}
     assert effect["change"]["archive"] == {"runs": 2, "bytes": 300}
+    books_change = {"archive_runs": 2, "archive_bytes": 300, "delete_runs": 0, "delete_bytes": 0}
+    no_change = {"archive_runs": 0, "archive_bytes": 0, "delete_runs": 0, "delete_bytes": 0}
     assert effect["by_scraper"] == [
-        {"scraper": "books", "archive_runs": 2, "archive_bytes": 300, "delete_runs": 0, "delete_bytes": 0},
-        {"scraper": "quotes", "archive_runs": 1, "archive_bytes": 400, "delete_runs": 0, "delete_bytes": 0},
+        {"scraper": "books", **books_change, "change": books_change},
+        {
+            "scraper": "quotes",
+            "archive_runs": 1,
+            "archive_bytes": 400,
+            "delete_runs": 0,
+            "delete_bytes": 0,
+            "change": no_change,
+        },
     ]
     assert lc.session.scalars(select(RetentionPolicy)).all() == []  # nothing saved
 

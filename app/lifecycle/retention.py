@@ -256,6 +256,17 @@ def age_days(rules: Rules, days_of: str) -> ColumnElement[Any]:
     return case((held(rules), null()), else_=ages) if days_of == "delete_after_days" else ages
 
 
+def keep_after_use_days(rules: Rules) -> ColumnElement[Any]:
+    """SQL: the keep_after_access_days of the policy governing the run (NULL: none keeps it after a use)."""
+    whens = [
+        (matches(rule), literal(rule.keep_after_access_days, Integer()) if rule.keep_after_access_days else null())
+        for rule in rules.ordered
+    ]
+    if not any(rule.keep_after_access_days for rule in rules.ordered):
+        return literal(None, Integer())  # a parameter: a bare NULL may not be grouped by in PostgreSQL
+    return case(*whens, else_=null())
+
+
 def _earliest_due(rules: Rules, now: datetime, days_of: str, default: int | None) -> datetime | None:
     """The latest of all cutoffs: no run finished after it is due under any policy (an index can use it)."""
     days = [d for d in (default, *(getattr(rule, days_of) for rule in rules.policies)) if d is not None]

@@ -8,7 +8,8 @@ one), made at the end of each UTC day, today being day 0:
   day 1: the next pass), its bytes shrinking by the measured compression ratio; an archived run is
   deleted on the day it reaches its delete age — into the trash for DELETE_GRACE_DAYS with
   ``DELETION_STRATEGY=soft``, then purged; at once when hard. A run in the trash is purged when its
-  grace period ends; a restored working copy goes when it expires. Runs that keep_last keeps, that
+  grace period ends; a restored working copy goes when it expires. A run a person used goes no
+  sooner than the governing policy's keep_after_access_days after its last use. Runs that keep_last keeps, that
   a legal hold holds (from deletion), that are kept forever, and runs not finished stay where they
   are; a ``retain_until`` holds a run until that day.
 - **The runs to come** arrive each day at the rate of the last ``ARRIVAL_DAYS`` days (runs created
@@ -35,9 +36,9 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.lifecycle.errors import BadInput
 from app.lifecycle.queries import whole_number
-from app.lifecycle.retention import Rules, age_days, held, kept_by_keep_last, load_rules
+from app.lifecycle.retention import Rules, age_days, held, keep_after_use_days, kept_by_keep_last, load_rules
 from app.lifecycle.runs import is_active, is_archived, is_in_trash, is_restored
-from app.models import FINISHED_STATUSES, Job
+from app.models import FINISHED_STATUSES, Job, RunAccess
 from app.monitoring.figures import STORED_TIERS, disk_figures
 
 ARRIVAL_DAYS = 14
@@ -129,33 +130,48 @@ def forecast(
     original, compressed = int(now_row[4]), int(now_row[1])
     ratio = Fraction(compressed, original) if original else Fraction(1)
 
+    # A run a person used is kept keep_after_access_days after its last use (the policy's), if one says so.
+    use_days = keep_after_use_days(rules)
+    last_use = select(RunAccess.job_id, func.max(RunAccess.day).label("day")).group_by(RunAccess.job_id).subquery()
+    used_on = last_use.c.day
+
+    def kept_after_use(last_day: Any, keep_days: Any) -> date | None:
+        """The first day the use keeps it no more (retention.kept_by_use: a use within N days keeps it)."""
+        return _plus(_day(last_day), keep_days + 1) if keep_days is not None else None
+
     # Active finished runs: archived at their archive age, then deleted at their delete age.
     moving = Job.status.in_(FINISHED_STATUSES) & is_active() & not_(Job.keep_forever.is_(True)) & not_(kept)
     completed = func.date(Job.completed_at)
+    columns = (completed, archive_age, delete_age, protected_until, used_on, use_days)
     grouped = (
-        select(completed, archive_age, delete_age, protected_until, func.coalesce(func.sum(Job.size_bytes), 0))
+        select(*columns, func.coalesce(func.sum(Job.size_bytes), 0))
+        .outerjoin(last_use, last_use.c.job_id == Job.id)
         .where(moving)
-        .group_by(completed, archive_age, delete_age, protected_until)
+        .group_by(*columns)
     )
-    for finished, archive_days, delete_days, until, size in session.execute(grouped):
+    for finished, archive_days, delete_days, until, last_day, keep_days, size in session.execute(grouped):
         finished_on, until_day, size = _day(finished), _day(until), Fraction(int(size))
         archived_on = _later(_plus(finished_on, archive_days), until_day)
         timeline.move(archived_on, size, "active", "archived")
         timeline.move(archived_on, size - size * ratio, "archived", None)  # it shrinks as it is archived
-        deleted_on = _later(_plus(finished_on, delete_days), archived_on, until_day)
+        deleted_on = _later(
+            _plus(finished_on, delete_days), archived_on, until_day, kept_after_use(last_day, keep_days)
+        )
         if delete_days is not None and timeline.index(archived_on) is not None:
             _delete(timeline, settings, deleted_on, size * ratio)
 
     # Archived runs: deleted at their delete age, unless kept.
     on_archive = is_archived() & not_(Job.keep_forever.is_(True)) & not_(kept)
+    columns = (completed, delete_age, protected_until, used_on, use_days)
     grouped = (
-        select(completed, delete_age, protected_until, func.coalesce(func.sum(Job.archive_size_bytes), 0))
+        select(*columns, func.coalesce(func.sum(Job.archive_size_bytes), 0))
+        .outerjoin(last_use, last_use.c.job_id == Job.id)
         .where(on_archive)
-        .group_by(completed, delete_age, protected_until)
+        .group_by(*columns)
     )
-    for finished, delete_days, until, size in session.execute(grouped):
+    for finished, delete_days, until, last_day, keep_days, size in session.execute(grouped):
         if delete_days is not None:
-            deleted_on = _later(_plus(_day(finished), delete_days), _day(until))
+            deleted_on = _later(_plus(_day(finished), delete_days), _day(until), kept_after_use(last_day, keep_days))
             _delete(timeline, settings, deleted_on, Fraction(int(size)))
 
     # The trash: purged when the grace period ends (a legal hold keeps it).
