@@ -341,3 +341,26 @@ def test_a_name_or_pattern_with_invisible_characters_is_refused(lc):
     ):
         with pytest.raises(BadInput, match="bidi or zero-width"):
             add(lc, **fields)
+
+
+def test_the_deletion_date_waits_for_a_use_as_the_cleanup_does(lc, make_run, clock):
+    from datetime import UTC, datetime, time
+
+    from app.lifecycle import notices
+    from app.lifecycle.accesses import record_access
+
+    add(lc, name="used", scraper_pattern="*", archive_after_days=1, delete_after_days=2, keep_after_access_days=1)
+    used = archived(lc, make_run, days_ago=30)
+    yesterday = (clock.now - timedelta(days=1)).date()
+    record_access(lc.session, used, "opened", by="ada", by_id=used.created_by, now=clock.now - timedelta(days=1))
+    lc.session.commit()
+    job = load_run(lc, used.id)
+    # Used yesterday and kept while used within a day: the cleanup may take it from tomorrow, 00:00 UTC.
+    tomorrow = datetime.combine(yesterday + timedelta(days=2), time.min, UTC)
+    assert retention.deletion_due(rules(lc), job, clock.now, last_used=yesterday) == tomorrow
+    assert retention.deletion_due(rules(lc), job, clock.now) == clock.now  # the use unknown: due now
+    for moment, kept in ((tomorrow - timedelta(seconds=1), True), (tomorrow, False)):
+        assert (used.id not in due_ids(lc, runs_due_for_cleanup(rules(lc), moment))) is kept
+    # The notices say the same day: the first cleanup pass from tomorrow.
+    [(announced, deletes_at)] = notices.runs_to_announce(lc, clock.now)
+    assert announced.id == used.id and deletes_at >= tomorrow and deletes_at < tomorrow + timedelta(days=1)

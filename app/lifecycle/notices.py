@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 from croniter import croniter
@@ -36,6 +36,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy import select, update
 
 from app.lifecycle import access, deletion, policy, retention
+from app.lifecycle.accesses import last_access
 from app.lifecycle.alerts import raise_alert, resolve_alerts
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import LifecycleError
@@ -121,9 +122,11 @@ class NoticesUndelivered(LifecycleError):
     """Some digests could not be sent (the ``notice_failed`` alert says which): the pass is tried again."""
 
 
-def deletion_moment(rules: retention.Rules, job: Job, now: datetime, cleanup_schedule: str) -> datetime | None:
+def deletion_moment(
+    rules: retention.Rules, job: Job, now: datetime, cleanup_schedule: str, last_used: date | None = None
+) -> datetime | None:
     """When the cleanup pass takes this run: the first CLEANUP_SCHEDULE occurrence after it is due."""
-    due = retention.deletion_due(rules, job, now)
+    due = retention.deletion_due(rules, job, now, last_used)
     if due is None:
         return None
     return croniter(cleanup_schedule, due.astimezone(UTC)).get_next(datetime)
@@ -134,10 +137,13 @@ def runs_to_announce(lc: Lifecycle, now: datetime) -> list[tuple[Job, datetime]]
     settings = lc.settings
     rules = retention.load_rules(lc.session, settings)
     horizon = now + timedelta(days=settings.delete_notice_days)
-    due = lc.session.scalars(policy.runs_due_for_cleanup(rules, horizon).order_by(Job.completed_at, Job.id))
+    due = list(lc.session.scalars(policy.runs_due_for_cleanup(rules, horizon).order_by(Job.completed_at, Job.id)))
+    longest = max((rule.keep_after_access_days or 0 for rule in rules.policies), default=0)
+    uses = last_access(lc.session, [job.id for job in due], now - timedelta(days=longest)) if longest else {}
     found = []
     for job in due:
-        moment = deletion_moment(rules, job, now, settings.cleanup_schedule)
+        use = uses.get(job.id)
+        moment = deletion_moment(rules, job, now, settings.cleanup_schedule, use.day if use else None)
         if moment is not None:
             found.append((job, moment))
     return found

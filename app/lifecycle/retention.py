@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -454,10 +454,12 @@ def _ages_in_words(rules: Rules, rule: Rule | None, job: Any, now: datetime, *, 
     return words
 
 
-def deletion_due(rules: Rules, job: Any, now: datetime) -> datetime | None:
+def deletion_due(rules: Rules, job: Any, now: datetime, last_used: date | None = None) -> datetime | None:
     """When the cleanup may delete this archived run (``runs_due_for_cleanup`` decides whether it is
     kept): its delete age after it finished under the policy governing it (DELETE_AFTER_DAYS where
-    none does), not before its ``retain_until``, never before ``now``; None when never."""
+    none does), not before its ``retain_until``, nor while a use on ``last_used`` keeps it (the
+    policy's keep_after_access_days, as ``kept_by_use`` counts them), never before ``now``; None
+    when never."""
     rule = governing(rules, job)
     days = rule.delete_after_days if rule else rules.delete_after_days
     if days is None or job.keep_forever or job.completed_at is None:
@@ -465,4 +467,7 @@ def deletion_due(rules: Rules, job: Any, now: datetime) -> datetime | None:
     due = job.completed_at + timedelta(days=days)
     if job.retain_until is not None:
         due = max(due, job.retain_until)
+    if rule is not None and rule.keep_after_access_days and last_used is not None:
+        unkept = last_used + timedelta(days=rule.keep_after_access_days + 1)  # kept while used within N days
+        due = max(due, datetime.combine(unkept, time.min, UTC))
     return max(due, now)
