@@ -99,7 +99,7 @@ def test_a_member_sees_only_their_runs_and_a_refusal_says_why(live_server, page,
     expect(page.get_by_role("link", name="Still scraping")).to_be_visible()
     expect(page.get_by_text("Olga's run")).to_have_count(0)
     page.get_by_role("searchbox").fill("nothing like this")
-    expect(page.get_by_text("No active runs match")).to_be_visible()
+    expect(page.get_by_text("No run matches “nothing like this” in any tier")).to_be_visible()
     shot(page, "6-member-search")
 
 

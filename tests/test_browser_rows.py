@@ -68,3 +68,33 @@ def test_an_admin_archives_a_row_in_place_and_extends_selected_rows_at_once(live
     page.get_by_label("Select every run on this page").check()
     expect(page.locator("#selected-count")).to_have_text("2")
     assert dialogs == [] and complaints == []
+
+
+def test_pasting_an_archived_runs_id_finds_it_as_one_types_and_enter_opens_it(live_server, page, lc, admin, make_run):
+    from playwright.sync_api import expect
+
+    from app.lifecycle import archival
+
+    make_run(days_ago=1, owner=admin.user.id, name="Book catalogue of Monday")
+    cold = make_run(days_ago=10, owner=admin.user.id, name="Quotes of last month")
+    archival.archive_run(lc, cold.id, actor="scheduler")
+    lc.session.commit()
+    complaints, dialogs = watch(page)
+    page.goto(live_server + "/runs")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("link", name="Book catalogue of Monday")).to_be_visible()
+
+    page.evaluate("window.notReloaded = true")
+    page.get_by_role("searchbox").fill(str(cold.id)[:8])  # the start of its id, as the lists show it
+    expect(page.get_by_role("link", name="Quotes of last month", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="Archived 1")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_text("One run matches")).to_be_visible()
+    assert page.evaluate("window.notReloaded === true")  # the list was swapped in, the page stayed
+    expect(page.get_by_role("searchbox")).to_be_focused()  # typing goes on
+    shot(page, "search-1-as-you-type")
+    page.get_by_role("searchbox").press("Enter")
+    expect(page.get_by_role("heading", name="Quotes of last month")).to_be_visible()
+    assert page.url == live_server + f"/runs/{cold.id}"
+    assert dialogs == [] and complaints == []

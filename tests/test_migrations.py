@@ -39,10 +39,15 @@ def test_upgrade_check_downgrade_upgrade(fresh_database_url, tmp_path, clean_env
                 trigram = connection.scalars(
                     text(
                         "SELECT indexname FROM pg_indexes "
-                        "WHERE schemaname = current_schema() AND indexname LIKE 'ix_jobs_active_%_trgm'"
+                        "WHERE schemaname = current_schema() AND indexname LIKE 'ix_jobs_%_trgm'"
                     )
                 ).all()
-            assert sorted(trigram) == [f"ix_jobs_active_{c}_trgm" for c in ("folder_name", "id", "name", "scraper")]
+            # 0006 the active tier's, 0011 the archived and deleted tiers': a search counts in every tier
+            assert sorted(trigram) == [
+                f"ix_jobs_{tier}_{c}_trgm"
+                for tier in ("active", "archived", "deleted")
+                for c in ("folder_name", "id", "name", "scraper")
+            ]
         audit_indexes = {index["name"] for index in inspect(db.engine).get_indexes("job_audit")}
         assert {"ix_job_audit_deleted_at", "ix_job_audit_job_id"} <= audit_indexes
         downgrade(revision="base")

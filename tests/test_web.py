@@ -133,8 +133,10 @@ def test_the_runs_of_each_tier_with_counts_search_and_pages(browse, member, lc, 
     assert "active 3" in second and "active 1" not in second
     archived = browser.get("/runs?tier=archived").text
     assert "cold one" in archived and "active 1" not in archived and "% saved" not in archived and "−" in archived
-    found = browser.get("/runs?q=ACTIVE%202").text
-    assert "active 2" in found and "active 1" not in found
+    found = browser.get("/runs?q=ACTIVE%202")  # one run matches: it opens
+    assert found.status_code == 302 and found.headers["Location"] == f"/runs/{active[1].id}"
+    several = browser.get("/runs?q=ACTIVE").text
+    assert "active 1" in several and "active 2" in several and "cold one" not in several
     assert "No deleted runs" in browser.get("/runs?tier=deleted").text
     assert str(active[0].id)[:8] in first
 

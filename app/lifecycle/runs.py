@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle.context import Lifecycle
@@ -184,12 +185,41 @@ def update_run(
     return job
 
 
+# A run id anywhere in the text (a pasted folder or path ends with one): "_" and "/" may stand before it.
+_RUN_ID = re.compile(
+    r"(?<![0-9a-f])([0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})(?![0-9a-f])", re.I
+)
+# A folder as the lists show it, "<folder name>_<start of the id>" (at least 4 hex digits).
+_FOLDER_AND_ID_START = re.compile(r"^(.+)_([0-9a-f]{4,31})$", re.IGNORECASE)
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def matching_text(query: Any, text: str) -> Any:
-    """Narrow a SELECT of runs to those whose name, scraper, folder or id contains ``text``
-    (any case; ``%``, ``_`` and ``\\`` match themselves)."""
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    columns = (Job.name, Job.scraper, Job.folder_name, cast(Job.id, String))
-    return query.where(or_(*(column.ilike(pattern, escape="\\") for column in columns)))
+    """Narrow a SELECT of runs to those the text finds: a run id in it (a full id, or a folder or a
+    path pasted from a shell, which ends with one) is that run alone, by its key; otherwise runs
+    whose name, scraper, folder or id contains the text (any case; ``%``, ``_`` and ``\\`` match
+    themselves; an id's dashes optional, as SQLite writes none), or whose folder and start of id
+    are the text as the lists show them (``20261204_125543_208b7654``)."""
+    found = _RUN_ID.search(text)
+    if found:
+        return query.where(Job.id == uuid.UUID(found.group(1)))
+    id_text = cast(Job.id, String)
+    matches = [column.ilike(_like(text), escape="\\") for column in (Job.name, Job.scraper, Job.folder_name, id_text)]
+    if "-" in text and re.fullmatch(r"[0-9a-fA-F-]+", text):  # part of an id, as PostgreSQL writes it or not
+        matches.append(id_text.ilike(_like(text.replace("-", "")), escape="\\"))
+    elif re.fullmatch(r"[0-9a-fA-F]{9,31}", text):  # part of an id without its dashes, across one
+        matches.append(func.replace(id_text, "-", "").ilike(_like(text), escape="\\"))
+    last = text.rstrip("/").rsplit("/", 1)[-1].rstrip("…")  # a path's last part; the lists' ellipsis
+    if last != text:
+        matches.append(Job.folder_name.ilike(_like(last), escape="\\"))
+    shown = _FOLDER_AND_ID_START.match(last)
+    if shown:
+        folder, start = shown.groups()
+        matches.append(and_(Job.folder_name == folder, id_text.ilike(start.lower() + "%")))
+    return query.where(or_(*matches))
 
 
 def load_run(lc: Lifecycle, job_id: uuid.UUID) -> Job:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from app import tasks
@@ -48,28 +48,49 @@ def index() -> Any:
 
 @bp.get("/runs")
 def runs() -> Any:
+    """A tier's runs, newest first; with ``q``, the runs the text finds in every tier.
+
+    A search counts its matches in each tier (the tabs), shows the asked tier or, when it has none,
+    the first tier that has; a plain search (Enter, no JavaScript) that finds exactly one run opens
+    it. Search-as-you-type (HTMX) gets the list alone, never a jump while the user types.
+    """
     user = web_user()
-    tier = request.args.get("tier", "active")
-    if tier not in TIER_LABELS:
+    asked = request.args.get("tier", "active")
+    if asked not in TIER_LABELS:
         raise Refused(400, "tier must be active, archived or deleted")
     text = queries.search_text(request.args.get("q"))
     number, offset = page_of(request.args.get("page"))
-    counts = {name: capped_count(db.session, queries.runs_in_tier(user, name)) for name in TIER_LABELS}
-    query = queries.runs_in_tier(user, tier, text=text)
-    shown = capped_count(db.session, query)[0] if text else counts[tier][0]
-    rows = _newest_first(query, offset)
-    return render_template(
-        "runs.html",
-        tier=tier,
-        tiers=TIER_LABELS,
-        counts=counts,
-        jobs=rows,
-        owners=owner_names({job.created_by for job in rows}) if user.is_admin else {},
-        q=text,
-        page=number,
-        pages=max(1, -(-shown // PAGE_SIZE)),
-        shown=shown,
-    )
+    # A history restore (Back, nothing cached) asks through HTMX too, but for the whole page.
+    htmx = bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
+    counts = {name: capped_count(db.session, queries.runs_in_tier(user, name, text=text)) for name in TIER_LABELS}
+    tier = asked
+    if text and counts[asked][0] == 0:
+        tier = next((name for name in TIER_LABELS if counts[name][0]), asked)
+    found = sum(count for count, _more in counts.values())
+    rows = _newest_first(queries.runs_in_tier(user, tier, text=text), offset)
+    shown = counts[tier][0]
+    if text and found == 1 and not htmx and len(rows) == 1:
+        response = redirect(url_for("web.run", job_id=rows[0].id))
+    else:
+        response = make_response(
+            render_template(
+                "runs.html",
+                fragment=htmx,
+                tier=tier,
+                asked=asked,
+                tiers=TIER_LABELS,
+                counts=counts,
+                jobs=rows,
+                owners=owner_names({job.created_by for job in rows}) if user.is_admin else {},
+                q=text,
+                found=found,
+                page=number,
+                pages=max(1, -(-shown // PAGE_SIZE)),
+                shown=shown,
+            )
+        )
+    response.vary.add("HX-Request")  # the list alone or the whole page: caches must not mix them
+    return response
 
 
 @bp.get("/archive")

@@ -1,0 +1,91 @@
+"""Search everywhere (issue 13): the runs search finds runs in every tier by name, scraper, folder or
+id — a full or partial id with or without dashes, a folder or a path pasted from a shell — counts the
+matches per tier, and opens the run when exactly one matches."""
+
+import pytest
+
+from app.lifecycle import archival, deletion
+from app.lifecycle.access import SYSTEM
+from app.lifecycle.naming import run_folder_name
+from app.lifecycle.queries import TIERS, runs_in_tier
+from app.models import Job
+
+
+@pytest.fixture
+def three(lc, make_run, member):
+    """A run in each tier, all the member's."""
+    active = make_run(days_ago=1, owner=member.user.id, name="Book catalogue of Monday")
+    archived = make_run(days_ago=10, owner=member.user.id, name="Quotes 100%_done", scraper="quotes-toscrape")
+    archival.archive_run(lc, archived.id, actor="scheduler")
+    trashed = make_run(days_ago=12, owner=member.user.id, name="Prices of May", scraper="price-watch")
+    archival.archive_run(lc, trashed.id, actor="scheduler")
+    deletion.delete_run(lc, trashed.id, actor="max", reason="dup", strategy="soft")
+    return active, archived, trashed
+
+
+def found(lc, text):
+    """The runs the text finds, in every tier."""
+    return {
+        job_id
+        for tier in TIERS
+        for job_id in lc.session.scalars(runs_in_tier(SYSTEM, tier, text=text).with_only_columns(Job.id))
+    }
+
+
+def test_an_id_a_folder_or_a_path_finds_its_run_in_any_tier(lc, three):
+    active, archived, trashed = three
+    whole = str(archived.id)
+    folder = run_folder_name(archived.folder_name, archived.id)
+    for text in (
+        whole,
+        whole.upper(),
+        whole.replace("-", ""),  # as SQLite writes it
+        whole[:8],  # the start the lists show
+        whole[:13],  # a start with a dash in it
+        whole[:13].replace("-", ""),
+        folder,  # a folder pasted from a shell
+        f"/srv/scraper_data/jobs/{folder}/",  # a path ending with it
+        f"{archived.folder_name}_{whole[:8]}…",  # the folder as the lists show it
+        f"{archived.folder_name}_{whole[:8]}",
+    ):
+        assert found(lc, text) == {archived.id}, text
+    assert found(lc, str(trashed.id)) == {trashed.id}
+    assert found(lc, "catalogue") == {active.id}  # any case, any part of the name
+    assert found(lc, "PRICE-WATCH") == {trashed.id}  # the scraper
+    assert found(lc, "100%_") == {archived.id} and found(lc, "100x") == set()  # % and _ are themselves
+    assert found(lc, "0000000-0000-4000-8000-000000000000") == set()
+
+
+def test_the_runs_page_counts_matches_per_tier_and_shows_a_tier_that_has_them(browse, member, lc, make_run, three):
+    active, archived, trashed = three
+    another = make_run(days_ago=11, owner=member.user.id, name="Quotes 100 again")
+    archival.archive_run(lc, another.id, actor="scheduler")
+    browser = browse(member)
+    page = browser.get("/runs?q=o").text  # all three names have an "o"
+    assert 'Active <span class="count">1</span>' in page
+    assert 'Archived <span class="count">2</span>' in page and 'Deleted <span class="count">1</span>' in page
+    only_archived = browser.get("/runs?q=quotes%20100").text  # asked on Active, two archived runs match
+    assert "No active runs match “quotes 100”; showing the archived runs that do." in only_archived
+    assert 'Active <span class="count">0</span>' in only_archived
+
+
+def test_one_match_opens_the_run_and_typing_gets_the_list_alone(browse, member, other_member, lc, make_run, three):
+    active, archived, trashed = three
+    browser = browse(member)
+    jump = browser.get(f"/runs?tier=active&q={archived.id}")  # pasted on Active: the archived run opens
+    assert jump.status_code == 302 and jump.headers["Location"] == f"/runs/{archived.id}"
+    assert "HX-Request" in jump.headers.get("Vary", "")
+    typing = browser.get(f"/runs?tier=active&q={str(archived.id)[:8]}", headers={"HX-Request": "true"})
+    assert typing.status_code == 200 and "HX-Request" in typing.headers["Vary"]
+    assert "<html" not in typing.text and typing.text.lstrip().startswith('<div id="runs">')
+    assert "One run matches “" + str(archived.id)[:8] + "” (in Archived): press Enter to open it." in typing.text
+    assert 'aria-current="page">\n    Archived' in typing.text  # the tier that has it
+    assert f'id="row-{archived.id}"' in typing.text
+    # A history restore asks through HTMX too: the whole page.
+    restore = browser.get("/runs?q=o", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.text
+    # Someone else's run is not found, so nothing opens.
+    theirs = make_run(days_ago=1, owner=other_member.user.id, name="Olga's")
+    nothing = browser.get(f"/runs?q={theirs.id}")
+    assert nothing.status_code == 200 and "No run matches" in nothing.text and "Olga" not in nothing.text
+
