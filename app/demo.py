@@ -25,7 +25,9 @@ import json
 import os
 import random
 import shutil
+import struct
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -107,31 +109,81 @@ def log_blob(rng: random.Random, size: int) -> bytes:
     return "".join(lines).encode()
 
 
-def png_blob(rng: random.Random, size: int) -> bytes:
-    """Deflated pixel data (incompressible) with rows of flat background, as in a page screenshot.
+PNG_WIDTH = 800  # pixels: a narrow page screenshot, RGB
 
-    The seed note puts screenshots at 10-20 % compressible; about 15 % of these rows are flat.
-    """
-    rows, total = [b"\x89PNG\r\n\x1a\n"], 8
-    while total < size:
-        row = bytes([rng.randint(240, 255)]) * 4096 if rng.random() < 0.15 else rng.randbytes(4096)
-        rows.append(row)
-        total += len(row)
-    return b"".join(rows)[:size]
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_blob(rng: random.Random, size: int) -> bytes:
+    """A real PNG of about ``size`` bytes that looks like a page screenshot: a header bar, white
+    margins and grey bands of "text" (noise). Its pixels are stored deflated at level 0 (valid PNG,
+    any viewer opens it), so an archive compresses it as the seed note says screenshots compress:
+    the flat rows (about 15 %) well, the noisy ones not at all."""
+    stride = 1 + 3 * PNG_WIDTH  # a filter byte, then RGB
+    height = max(8, size // stride)
+    header = bytes((47, 111, 94)) * PNG_WIDTH
+    white = bytes((255, 255, 255)) * PNG_WIDTH
+    rows = []
+    for y in range(height):
+        if y < max(2, height // 25):
+            pixels = header
+        elif rng.random() < 0.1:
+            pixels = white
+        else:
+            margin = white[: 3 * 24]
+            pixels = margin + rng.randbytes(3 * (PNG_WIDTH - 48)) + margin  # the page's pictures and text
+        rows.append(b"\x00" + pixels)
+    ihdr = struct.pack(">IIBBBBB", PNG_WIDTH, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"".join(rows), 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def pdf_blob(rng: random.Random, size: int) -> bytes:
-    """Compressed streams (incompressible) around text objects: ~10 % compressible, as the seed note says."""
-    text = b"BT /F1 12 Tf 72 712 Td (Invoice for order %d, total %d.%02d EUR) Tj ET\n"
-    parts, total = [b"%PDF-1.7\n"], 9
-    while total < size:
-        if rng.random() < 0.12:
-            part = b"".join(text % (rng.randint(1, 99999), rng.randint(1, 999), rng.randint(0, 99)) for _ in range(60))
-        else:
-            part = rng.randbytes(4096)
-        parts.append(part)
-        total += len(part)
-    return b"".join(parts)[:size]
+    """A real one-page PDF invoice of about ``size`` bytes: its text in a plain content stream (which
+    compresses) and an embedded binary stream of scanned-looking bytes (which does not), about 10 %
+    compressible as the seed note says. Offsets in its xref are exact, so viewers open it."""
+    order, lines = rng.randint(10000, 99999), []
+    total_cents = 0
+    for number in range(1, 25):
+        cents = rng.randint(100, 99999)
+        total_cents += cents
+        lines.append(
+            f"BT /F1 11 Tf 72 {700 - 20 * number} Td (Item {number}: part {rng.randint(1000, 9999)}"
+            f" .......... {cents // 100}.{cents % 100:02d} EUR) Tj ET"
+        )
+    content = "\n".join(
+        [
+            f"BT /F1 18 Tf 72 740 Td (Invoice for order {order}) Tj ET",
+            *lines,
+            f"BT /F1 12 Tf 72 180 Td (Total: {total_cents // 100}.{total_cents % 100:02d} EUR) Tj ET",
+        ]
+    ).encode()
+    scan, left = [], max(0, size - len(content) - 600)
+    while left > 0:  # scan lines: mostly noise, now and then a blank (white) one
+        line = b"\xff" * 4096 if rng.random() < 0.1 else rng.randbytes(4096)
+        scan.append(line[:left])
+        left -= len(scan[-1])
+    filler = b"".join(scan)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n" % len(filler) + filler + b"\nendstream",  # the scan, not drawn
+    ]
+    out, offsets = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
+from urllib.parse import quote
 
 from flask import request, send_file, stream_with_context
 from werkzeug.http import parse_range_header
@@ -55,3 +57,11 @@ def archive_download(job: Job) -> Any:
         response.response.close()  # send_file's own reader of the file: replaced by the checked one
         response.response = stream_with_context(read_archive_file(lc, job))
     return response
+
+
+def attachment(path: str) -> str:
+    """A Content-Disposition saving the file under its own name: an ASCII fallback of safe characters
+    only, and the exact name percent-encoded (RFC 6266)."""
+    name = path.rsplit("/", 1)[-1]
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
-import re
 from typing import Any
-from urllib.parse import quote
 
 from flask import Response, request, stream_with_context
 
@@ -18,7 +16,7 @@ from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import dates, pagination
 from app.api.schemas import member_json, page
-from app.downloads import archive_download
+from app.downloads import archive_download, attachment
 from app.extensions import lifecycle
 from app.lifecycle.members import (
     ArchiveCorrupt,
@@ -67,11 +65,7 @@ def member_presentation(path: str) -> tuple[str, dict[str, str]]:
     mimetype = content_type(path)
     if mimetype in PASSIVE_TYPES:
         return mimetype, {**headers, "Content-Disposition": "inline"}
-    name = path.rsplit("/", 1)[-1]
-    # An ASCII fallback of safe characters only, and the exact name percent-encoded (RFC 6266).
-    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-    return "application/octet-stream", {**headers, "Content-Disposition": disposition}
+    return "application/octet-stream", {**headers, "Content-Disposition": attachment(path)}
 
 
 @bp.get("/jobs/archived")

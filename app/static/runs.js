@@ -40,10 +40,23 @@ document.addEventListener("change", (event) => {
   refreshSelection();
 });
 
-document.addEventListener("htmx:afterSettle", refreshSelection);
+// A log's tail opens scrolled to its end (app/templates/_member_lines.html).
+function scrollTails() {
+  for (const lines of document.querySelectorAll("pre.lines[data-tail]")) lines.scrollTop = lines.scrollHeight;
+}
+
+document.addEventListener("htmx:afterSettle", () => {
+  refreshSelection();
+  scrollTails();
+});
+
+function ready() {
+  refreshSelection();
+  scrollTails();
+}
 
 if (document.readyState === "loading") {
-  document.addEventListener("DOMContentLoaded", refreshSelection);
+  document.addEventListener("DOMContentLoaded", ready);
 } else {
-  refreshSelection();
+  ready();
 }

@@ -154,4 +154,4 @@ def _redis_down(error: RedisError) -> Any:
     return error_page(503, "The task queue and run locks (Redis) do not answer. Try again shortly.")
 
 
-from app.web import actions, bulk, keep, login, policies, reports, rows, runs, scrapers  # noqa: E402,F401  (routes register on bp)
+from app.web import actions, bulk, keep, login, policies, preview, reports, rows, runs, scrapers  # noqa: E402,F401  (routes register on bp)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app import tasks
 from app.downloads import archive_download
 from app.extensions import db, lifecycle, settings
-from app.lifecycle import access, accesses, queries, retention
+from app.lifecycle import access, accesses, preview, queries, retention
 from app.lifecycle.errors import RunNotFound
 from app.lifecycle.members import require_archive
 from app.lifecycle.naming import parse_job_id, run_folder_name
@@ -157,16 +157,24 @@ def run(job_id: str) -> Any:
     if task_id and tasks.TASK_ID.match(task_id):
         task = tasks.task_state(task_id, user)
     owner = db.session.get(User, job.created_by) if job.created_by else None
-    members, member_count = [], 0
+    members: list[tuple[str, int]] = []
+    member_count, member_count_more = 0, False
     if tier_of(job) == "archived":
         in_archive = select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.kind == "file")
-        members = db.session.scalars(in_archive.order_by(ArchiveMember.id).limit(MEMBERS_SHOWN)).all()
+        rows = db.session.scalars(in_archive.order_by(ArchiveMember.id).limit(MEMBERS_SHOWN)).all()
+        members = [(member.path, member.size) for member in rows]
         member_count = capped_count(db.session, in_archive)[0]
+    elif tier_of(job) == "active":
+        try:
+            members, member_count, member_count_more = preview.folder_files(lifecycle(), job)
+        except preview.NoFilesHere:
+            pass  # no folder (yet, or any more): the page says what the run is without its files
     s = settings()
     return render_template(
         "run.html",
         members=members,
         member_count=member_count,
+        member_count_more=member_count_more,
         job=job,
         tier=tier_of(job),
         folder=run_folder_name(job.folder_name, job.id) if job.folder_name else str(job.id),
