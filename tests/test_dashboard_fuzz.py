@@ -65,6 +65,9 @@ EDGES = {
     "keep_forever": WORD_EDGES,
     "retain_until": DATE_EDGES,
     "unknown": TEXT_EDGES,
+    "row": WORD_EDGES + TEXT_EDGES,
+    "show": ["head", "tail", *WORD_EDGES, *TEXT_EDGES],
+    "job_id": [*TEXT_EDGES, "00000000-0000-4000-8000-000000000000"],
     "next": [*TEXT_EDGES, "//evil.com", "/%09/evil.com", "/..//x", "/runs?tier=archived"],
 }
 
@@ -76,6 +79,11 @@ PAGES = {
     "/audit": ["action", "outcome", "page"],
     "/storage": ["page"],
     "/scrapers": ["days"],
+    "/runs/{id}/row": ["tier", "task", "doing"],
+    "/runs/{id}/files/logs/run.log": ["q", "show"],
+    "/runs/{id}/files/results.json": ["q", "show"],
+    "/runs/{id}/raw/screens/home.png": [],
+    "/runs/bulk/{task}": ["tier"],
     "/storage/forecast": ["days"],
     "/runs/{id}": ["task", "doing"],
     "/tasks/{task}": ["job", "doing"],
@@ -85,11 +93,11 @@ PAGES = {
 }
 # What each form sends; it is posted with the session's CSRF token, plain and as HTMX.
 FORMS = {
-    "archive": ["reason"],
-    "restore": ["reason"],
-    "delete": ["reason", "confirm", "strategy"],
-    "undelete": ["reason"],
-    "retention": ["reason", "keep_forever", "retain_until"],
+    "archive": ["reason", "row"],
+    "restore": ["reason", "row"],
+    "delete": ["reason", "confirm", "strategy", "row"],
+    "undelete": ["reason", "row"],
+    "retention": ["reason", "keep_forever", "retain_until", "row"],
 }
 
 
@@ -176,5 +184,18 @@ def test_fuzzing_a_dashboard_form_finds_no_server_error_and_no_silent_refusal(br
     def fuzz(form, job_id, htmx):
         path = f"/runs/{quote(job_id, safe='')}/{action}"
         check(browser.post(path, data=form, htmx=htmx), (path, form))
+
+    fuzz()
+
+
+def test_fuzzing_the_bulk_form_finds_no_server_error_and_no_silent_refusal(browser, runs):
+    names = ["action", "job_id", "reason", "confirm", "strategy", "keep_forever", "retain_until", "tier"]
+    for form in one_edge_at_a_time(names):
+        check(browser.post("/runs/bulk", data={"job_id": runs, **form}), form)
+
+    @given(form=fields(names), picked=st.lists(st.sampled_from(runs)), htmx=st.booleans())
+    @FUZZ
+    def fuzz(form, picked, htmx):
+        check(browser.post("/runs/bulk", data={"job_id": picked, **form}, htmx=htmx), form)
 
     fuzz()
