@@ -23,7 +23,17 @@ from app import create_app
 from app.auth.users import create_user
 from app.extensions import db
 from app.models import Base
-from tests.support import CHROMIUM, ROOT, TEST_REDIS_URL, Account, Clock, free_port, new_run, throwaway_database
+from tests.support import (
+    CHROMIUM,
+    PASSWORD,
+    ROOT,
+    TEST_REDIS_URL,
+    Account,
+    Clock,
+    free_port,
+    new_run,
+    throwaway_database,
+)
 
 SETTINGS_VARIABLES = (
     "SCRAPER_DATA_PATH ARCHIVE_BASE_PATH ARCHIVE_AFTER_DAYS DELETE_AFTER_DAYS ARCHIVE_COMPRESSION "
@@ -115,7 +125,7 @@ def runner(app: Flask) -> Any:
 @pytest.fixture
 def make_account(app: Flask, client: FlaskClient) -> Any:
     def factory(username: str, *, admin: bool = False) -> Account:
-        user, _password, token = create_user(db.session, username, "correct horse battery", admin=admin)
+        user, _password, token = create_user(db.session, username, PASSWORD, admin=admin)
         return Account(user, token, client)
 
     return factory

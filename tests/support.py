@@ -245,6 +245,8 @@ def sized_run(lc: Any, make_run: Any, size: int, **kwargs: Any) -> Any:
 
 # -- browser tests --------------------------------------------------------------------------------
 
+PASSWORD = "correct horse battery"  # noqa: S105 (every test account's: conftest's make_account)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -260,3 +262,51 @@ def shot(page, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def watch(page: Any) -> tuple[list[str], list[str]]:
+    """A browser page's console errors, page errors and CSP refusals, and its dialogs (dismissed), as they come."""
+    complaints: list[str] = []
+    dialogs: list[str] = []
+
+    def complain(message: Any) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            complaints.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", complain)
+    page.on("pageerror", lambda error: complaints.append(str(error)))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    return complaints, dialogs
+
+
+def log_in(page: Any, url: str, username: str = "ada") -> None:
+    """Open ``url`` in the browser and log in on the page it leads to (the login form), with the tests' password."""
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def add_policy(lc: Any, reason: str = "test", **fields: Any) -> Any:
+    """A retention policy saved as an admin would save it (``policies.add_policy``), committed."""
+    from app.lifecycle import policies
+
+    policy = policies.add_policy(
+        lc.session, policies.read_fields(fields, partial=False), actor="ada", reason=reason, now=lc.now()
+    )
+    lc.session.commit()
+    return policy
+
+
+def one_in_each_tier(lc: Any, make_run: Any, owner: Any, names: tuple[str, str, str], **archived: Any) -> tuple:
+    """An active run, an archived one and one in the trash (soft-deleted), all ``owner``'s, named ``names``;
+    ``archived`` goes to the archived run's ``make_run`` (its scraper, say)."""
+    from app.lifecycle import archival, deletion
+
+    active = make_run(days_ago=1, owner=owner, name=names[0])
+    cold = make_run(days_ago=10, owner=owner, name=names[1], **archived)
+    archival.archive_run(lc, cold.id, actor="scheduler")
+    trashed = make_run(days_ago=12, owner=owner, name=names[2], scraper="price-watch")
+    archival.archive_run(lc, trashed.id, actor="scheduler")
+    deletion.delete_run(lc, trashed.id, actor="ada", reason="duplicate", strategy="soft")
+    return active, cold, trashed

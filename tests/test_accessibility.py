@@ -8,7 +8,7 @@ elements it found.
 
 from pathlib import Path
 
-from tests.support import shot
+from tests.support import add_policy, log_in, one_in_each_tier, shot
 from tests.test_browser import PASSWORD, pytestmark  # noqa: F401 (pytestmark: Chromium or skip)
 
 AXE = (Path(__file__).parent / "vendor" / "axe-4.14.1.min.js").read_text()
@@ -32,28 +32,13 @@ def audit(page) -> list[str]:
 def test_every_dashboard_page_passes_an_axe_audit(live_server, page, lc, admin, make_run):
     from playwright.sync_api import expect
 
-    from app.lifecycle import archival, deletion, policies
-
-    active = make_run(days_ago=1, owner=admin.user.id, name="Book catalogue of Monday")
-    archived = make_run(days_ago=10, owner=admin.user.id, name="Quotes of last week")
-    archival.archive_run(lc, archived.id, actor="scheduler")
-    trashed = make_run(days_ago=12, owner=admin.user.id, name="Prices nobody needs")
-    archival.archive_run(lc, trashed.id, actor="scheduler")
-    deletion.delete_run(lc, trashed.id, actor="ada", reason="duplicate", strategy="soft")
-    policy = policies.add_policy(
-        lc.session,
-        policies.read_fields({"name": "books", "scraper_pattern": "books-*", "archive_after_days": 7}, partial=False),
-        actor="ada",
-        reason="books are read for a week",
-        now=lc.now(),
-    )
-    lc.session.commit()
+    names = ("Book catalogue of Monday", "Quotes of last week", "Prices nobody needs")
+    active, archived, trashed = one_in_each_tier(lc, make_run, admin.user.id, names)
+    policy = add_policy(lc, name="books", scraper_pattern="books-*", archive_after_days=7)
 
     page.goto(live_server + "/login")
     assert audit(page) == [], "/login"
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server + "/login")
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
 
     pages = [

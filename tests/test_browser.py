@@ -8,9 +8,7 @@ import os
 
 import pytest
 
-from tests.support import CHROMIUM, shot  # noqa: F401 (shot: for the other browser tests too)
-
-PASSWORD = "correct horse battery"
+from tests.support import CHROMIUM, PASSWORD, shot, watch
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)"
@@ -40,7 +38,7 @@ def test_an_admin_logs_in_archives_restores_deletes_and_undeletes_a_run(live_ser
     page.get_by_role("button", name="Archive now").click()
     expect(page.get_by_role("status").filter(has_text="Archiving finished.")).to_be_visible()
     expect(page.locator(".tier")).to_have_text("archived")
-    expect(page.get_by_role("link", name="Download")).to_be_visible()
+    expect(page.get_by_role("link", name="Download", exact=True)).to_be_visible()
     shot(page, "2-archived")
 
     page.get_by_role("button", name="Restore").click()
@@ -119,15 +117,7 @@ def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html
     archival.archive_run(lc, hostile.id, actor="scheduler")
     make_run(days_ago=1, owner=admin.user.id, name="Book catalogue of Monday")
     lc.session.commit()
-    complaints, dialogs = [], []
-
-    def complain(message) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            complaints.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", complain)
-    page.on("pageerror", lambda error: complaints.append(str(error)))
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    complaints, dialogs = watch(page)
 
     page.goto(live_server + "/login")
     page.get_by_label("Username").fill("ada")
@@ -140,9 +130,11 @@ def test_pages_draw_and_act_under_the_content_security_policy_and_a_members_html
     page.goto(live_server + f"/runs/{hostile.id}")
     expect(page.locator(".tier")).to_have_text("archived")
     with page.expect_download() as download:  # the admin's browser saves the member's page, never shows it
-        page.get_by_role("link", name="page.html").click()
+        page.get_by_role("link", name="Download page.html").click()
     assert download.value.suggested_filename == "page.html"
     assert page.url == live_server + f"/runs/{hostile.id}"
+    page.get_by_role("link", name="page.html", exact=True).click()  # its preview: the markup as text
+    expect(page.get_by_text("<script>alert(document.cookie)</script>")).to_be_visible()
 
     page.goto(live_server + "/storage")
     expect(page.locator(".plot .main-svg").first).to_be_visible()  # drawn by storage-charts.js, not inline script

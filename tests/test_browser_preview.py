@@ -1,10 +1,9 @@
 """A run's files seen in Chromium under the dashboard's CSP (issue 13): JSON folded, a log searched as
 one types, a screenshot and an invoice shown as they are, with no console error or CSP refusal."""
 
-from tests.support import shot
+from tests.support import log_in, shot, watch
 from tests.test_accessibility import audit
 from tests.test_browser import PASSWORD, pytestmark  # noqa: F401 (pytestmark: Chromium or skip)
-from tests.test_browser_rows import watch
 from tests.test_preview import FILES
 
 
@@ -17,10 +16,7 @@ def test_an_admin_previews_an_archived_runs_files(live_server, page, lc, admin, 
     archival.archive_run(lc, job.id, actor="scheduler")
     lc.session.commit()
     complaints, dialogs = watch(page)
-    page.goto(live_server + f"/runs/{job.id}")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server + f"/runs/{job.id}")
     expect(page.get_by_role("heading", name="Files in the archive")).to_be_visible()
 
     page.get_by_role("link", name="data/items.json", exact=True).click()

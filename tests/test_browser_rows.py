@@ -1,22 +1,8 @@
 """One click from every list, in Chromium under the dashboard's CSP: a row's Archive now updates the
 row in place when the task ends; selected rows are extended in one bulk action (issue 13)."""
 
-from tests.support import shot
+from tests.support import log_in, shot, watch
 from tests.test_browser import PASSWORD, pytestmark  # noqa: F401 (pytestmark: Chromium or skip)
-
-
-def watch(page):
-    """Console errors, page errors and CSP refusals, and dialogs, as they come."""
-    complaints, dialogs = [], []
-
-    def complain(message) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            complaints.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", complain)
-    page.on("pageerror", lambda error: complaints.append(str(error)))
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    return complaints, dialogs
 
 
 def test_an_admin_archives_a_row_in_place_and_extends_selected_rows_at_once(live_server, page, lc, admin, make_run):
@@ -30,10 +16,7 @@ def test_an_admin_archives_a_row_in_place_and_extends_selected_rows_at_once(live
     lc.session.commit()
     complaints, dialogs = watch(page)
 
-    page.goto(live_server + "/runs")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server + "/runs")
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     shot(page, "rows-1-list")
 
@@ -80,10 +63,7 @@ def test_pasting_an_archived_runs_id_finds_it_as_one_types_and_enter_opens_it(li
     archival.archive_run(lc, cold.id, actor="scheduler")
     lc.session.commit()
     complaints, dialogs = watch(page)
-    page.goto(live_server + "/runs")
-    page.get_by_label("Username").fill("ada")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, live_server + "/runs")
     expect(page.get_by_role("link", name="Book catalogue of Monday")).to_be_visible()
 
     page.evaluate("window.notReloaded = true")

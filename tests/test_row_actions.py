@@ -3,10 +3,10 @@ actions on the selected rows as one task with an outcome per run."""
 
 import re
 
-from app.lifecycle import archival, bulk, deletion, policies
+from app.lifecycle import archival, bulk, deletion
 from app.lifecycle.runs import load_run
 from app.models import Job
-from tests.support import run_burst_worker
+from tests.support import add_policy, one_in_each_tier, run_burst_worker
 from tests.test_web import Browser
 
 
@@ -23,12 +23,7 @@ def buttons(row):
 
 
 def test_each_row_offers_the_actions_its_run_allows(browse, member, lc, make_run):
-    active = make_run(days_ago=10, owner=member.user.id, name="fresh one")
-    archived = make_run(days_ago=10, owner=member.user.id, name="cold one")
-    archival.archive_run(lc, archived.id, actor="scheduler")
-    trashed = make_run(days_ago=10, owner=member.user.id, name="binned one")
-    archival.archive_run(lc, trashed.id, actor="scheduler")
-    deletion.delete_run(lc, trashed.id, actor="max", reason="gone", strategy="soft")
+    active, archived, trashed = one_in_each_tier(lc, make_run, member.user.id, ("fresh one", "cold one", "binned one"))
     browser = browse(member)
     assert buttons(row_of(browser.get("/runs").text, active)) == ["Archive now", "Extend", "Delete"]
     archived_page = browser.get("/runs?tier=archived").text
@@ -38,16 +33,7 @@ def test_each_row_offers_the_actions_its_run_allows(browse, member, lc, make_run
     assert buttons(row_of(browser.get("/archive").text, archived)) == ["Restore", "Download", "Extend", "Delete"]
     assert f'<input type="checkbox" name="job_id" value="{active.id}" form="bulk"' in browser.get("/runs").text
     # A legal hold takes Delete off the rows it holds (read from the rules, no query per row).
-    policies.add_policy(
-        lc.session,
-        policies.read_fields(
-            {"name": "hold", "scraper_pattern": "*", "archive_after_days": 7, "legal_hold": True}, partial=False
-        ),
-        actor="ada",
-        reason="case 42",
-        now=lc.now(),
-    )
-    lc.session.commit()
+    add_policy(lc, reason="case 42", name="hold", scraper_pattern="*", archive_after_days=7, legal_hold=True)
     assert buttons(row_of(browser.get("/runs").text, active)) == ["Archive now", "Extend"]
 
 

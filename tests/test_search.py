@@ -4,23 +4,19 @@ matches per tier, and opens the run when exactly one matches."""
 
 import pytest
 
-from app.lifecycle import archival, deletion
+from app.lifecycle import archival
 from app.lifecycle.access import SYSTEM
 from app.lifecycle.naming import run_folder_name
 from app.lifecycle.queries import TIERS, runs_in_tier
 from app.models import Job
+from tests.support import one_in_each_tier
 
 
 @pytest.fixture
 def three(lc, make_run, member):
     """A run in each tier, all the member's."""
-    active = make_run(days_ago=1, owner=member.user.id, name="Book catalogue of Monday")
-    archived = make_run(days_ago=10, owner=member.user.id, name="Quotes 100%_done", scraper="quotes-toscrape")
-    archival.archive_run(lc, archived.id, actor="scheduler")
-    trashed = make_run(days_ago=12, owner=member.user.id, name="Prices of May", scraper="price-watch")
-    archival.archive_run(lc, trashed.id, actor="scheduler")
-    deletion.delete_run(lc, trashed.id, actor="max", reason="dup", strategy="soft")
-    return active, archived, trashed
+    names = ("Book catalogue of Monday", "Quotes 100%_done", "Prices of May")
+    return one_in_each_tier(lc, make_run, member.user.id, names, scraper="quotes-toscrape")
 
 
 def found(lc, text):
@@ -88,4 +84,3 @@ def test_one_match_opens_the_run_and_typing_gets_the_list_alone(browse, member, 
     theirs = make_run(days_ago=1, owner=other_member.user.id, name="Olga's")
     nothing = browser.get(f"/runs?q={theirs.id}")
     assert nothing.status_code == 200 and "No run matches" in nothing.text and "Olga" not in nothing.text
-

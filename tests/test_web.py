@@ -10,9 +10,7 @@ from sqlalchemy import update
 from app import tasks
 from app.lifecycle import archival, deletion
 from app.models import Job, User
-from tests.support import run_burst_worker
-
-PASSWORD = "correct horse battery"  # what make_account gives every user
+from tests.support import PASSWORD, run_burst_worker
 
 
 def csrf_of(response):
@@ -170,8 +168,9 @@ def test_bad_input_gets_a_clear_page(browse, member, url, status, message):
 def test_a_run_page_shows_the_run_its_history_and_the_actions_its_tier_allows(browse, member, lc, make_run):
     job = make_run(days_ago=10, owner=member.user.id, name="books of today")
     browser = browse(member)
-    page = browser.get(f"/runs/{job.id}").text
-    assert "books of today" in page and f"{job.folder_name}_{job.id}" in page
+    whole = browser.get(f"/runs/{job.id}").text
+    assert "books of today" in whole and f"{job.folder_name}_{job.id}" in whole
+    page = whole.split('aria-label="Actions"')[1].split("</section>")[0]  # the actions, not the files' links
     assert ">Archive now<" in page and ">Extend retention<" in page and ">Delete<" in page and ">Confirm<" in page
     assert ">Restore<" not in page and ">Download<" not in page and ">Undelete<" not in page
     assert 'value="hard"' not in page  # members do not choose the strategy
@@ -430,15 +429,17 @@ def test_an_archived_run_lists_its_files_and_opens_one_without_restoring(browse,
     browser = browse(member)
     page = browser.get(f"/runs/{job.id}").text
     assert 'Files in the archive <span class="count">4</span>' in page
-    link = f"/api/scraper/jobs/{job.id}/archive/files/logs/run.log"
-    assert f'href="{link}"' in page
-    opened = browser.get(link)  # the API, with the dashboard's session
+    link = f"/runs/{job.id}/files/logs/run.log"
+    assert f'href="{link}"' in page and f'href="/runs/{job.id}/raw/logs/run.log" download' in page
+    opened = browser.get(f"/runs/{job.id}/raw/logs/run.log")  # its bytes, out of the archive
     assert opened.status_code == 200 and opened.data == b"INFO fetched page\n" * 300
     monkeypatch.setattr(pages, "MEMBERS_SHOWN", 2)
     page = browser.get(f"/runs/{job.id}").text
-    assert "The first 2 are listed" in page and page.count("/archive/files/") == 2  # two files; and the JSON list
+    assert "The first 2 are listed" in page and page.count(f"/runs/{job.id}/files/") == 2
+    assert f"/api/scraper/jobs/{job.id}/archive/files" in page  # the API lists them all
     active = make_run(days_ago=1, owner=member.user.id)
-    assert "Files in the archive" not in browser.get(f"/runs/{active.id}").text
+    page = browser.get(f"/runs/{active.id}").text
+    assert "Files in the archive" not in page and 'Files in the run folder <span class="count">4</span>' in page
 
 
 def test_the_run_page_says_which_policy_keeps_the_run_and_a_hold_hides_delete(browse, admin, lc, make_run):
