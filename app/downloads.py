@@ -59,6 +59,10 @@ def archive_download(job: Job) -> Any:
     return response
 
 
+# A run's file is read in a sandbox (no script, an opaque origin) with nothing to fetch, whatever it is.
+MEMBER_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
 def attachment(path: str) -> str:
     """A Content-Disposition saving the file under its own name: an ASCII fallback of safe characters
     only, and the exact name percent-encoded (RFC 6266)."""

@@ -64,9 +64,15 @@ def test_a_file_a_browser_would_run_is_sent_as_an_opaque_download_in_a_sandbox(
     hostile_run, member, admin_browser, path
 ):
     run_page = admin_browser.get(f"/runs/{hostile_run.id}").text
-    assert f'href="{member_url(hostile_run, path)}"' in run_page  # the link an admin would follow
-    for reader in (member, admin_browser):  # the owner by token, and the admin by the dashboard's session
-        response = reader.get(member_url(hostile_run, path))
+    raw = f"/runs/{hostile_run.id}/raw/{path}"  # the dashboard's Download of the file
+    assert f'href="{raw}"' in run_page and f'href="/runs/{hostile_run.id}/files/{path}"' in run_page
+    # The owner by the API with a token, the admin by the API and by the dashboard, with its session.
+    for reader, url in (
+        (member, member_url(hostile_run, path)),
+        (admin_browser, member_url(hostile_run, path)),
+        (admin_browser, raw),
+    ):
+        response = reader.get(url)
         assert response.status_code == 200 and response.data == ACTIVE[path].encode()
         assert response.headers["ETag"] == f'"{hashlib.sha256(response.data).hexdigest()}"'
         assert response.mimetype == "application/octet-stream"

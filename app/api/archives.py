@@ -16,7 +16,7 @@ from app.api.listing import run_page
 from app.api.openapi import documented
 from app.api.params import dates, pagination
 from app.api.schemas import member_json, page
-from app.downloads import archive_download, attachment
+from app.downloads import MEMBER_CSP, archive_download, attachment
 from app.extensions import lifecycle
 from app.lifecycle.members import (
     ArchiveCorrupt,
@@ -50,8 +50,6 @@ PASSIVE_TYPES = frozenset(
         "application/x-ndjson",
     }
 )
-# Even a passive type is read in a sandbox (no script, an opaque origin) with nothing to fetch.
-MEMBER_CSP = "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 def content_type(path: str) -> str:

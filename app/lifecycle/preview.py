@@ -57,6 +57,7 @@ class Source:
     path: str
     size: int
     read: Callable[[], Iterator[bytes]]
+    sha256: str | None = None  # known for an archived run's file (its manifest's)
 
 
 def _close(chunks: Iterator[bytes]) -> None:
@@ -87,7 +88,7 @@ def source_of(lc: Lifecycle, job: Job, requested: str) -> Source:
     tier = tier_of(job)
     if tier == "archived":
         member = find_member(lc, job, requested)
-        return Source(member.path, member.size, lambda: read_member(lc, job, member).chunks)
+        return Source(member.path, member.size, lambda: read_member(lc, job, member).chunks, member.sha256)
     if tier == "active":
         return _folder_file(lc, job, requested)
     raise NoFilesHere(f"run {job.id} is deleted: its files are not shown (undelete it first)")

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Response, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
-from app.downloads import attachment
+from app.downloads import MEMBER_CSP, attachment
 from app.extensions import lifecycle
 from app.lifecycle import preview
 from app.lifecycle.members import ArchiveCorrupt, InvalidMemberPath, MemberNotFound, NotAFile
@@ -95,13 +95,20 @@ def member_raw(job_id: str, member: str) -> ResponseReturnValue:
     first = _read(preview.head, source, preview.SNIFF_BYTES)
     kind, media = preview.kind_of(source.path, first)
     if kind == "image":
-        headers = {"Content-Disposition": "inline", "Content-Security-Policy": IMAGE_CSP}
+        headers = {
+            "Content-Disposition": "inline",
+            "Content-Security-Policy": IMAGE_CSP,
+            "X-Frame-Options": "SAMEORIGIN",
+        }
     elif kind == "pdf":
-        headers = {"Content-Disposition": "inline", "Content-Security-Policy": PDF_CSP}
-    else:  # the API's rule for the rest: an opaque attachment under its own name
-        media, headers = "application/octet-stream", {"Content-Disposition": attachment(source.path)}
-    headers.update({"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN"})
+        headers = {"Content-Disposition": "inline", "Content-Security-Policy": PDF_CSP, "X-Frame-Options": "SAMEORIGIN"}
+    else:  # the API's rule for the rest: an opaque attachment under its own name, in a sandbox
+        media = "application/octet-stream"
+        headers = {"Content-Disposition": attachment(source.path), "Content-Security-Policy": MEMBER_CSP}
+    headers["X-Content-Type-Options"] = "nosniff"
     headers["Content-Length"] = str(source.size)
+    if source.sha256:
+        headers["ETag"] = f'"{source.sha256}"'
     used(job, "downloaded")
     chunks = _read(source.read)
     return Response(stream_with_context(chunks), mimetype=media, headers=headers)
