@@ -297,6 +297,19 @@ class ArchiveMember(Base):
     offset: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class ArchiveIndex(Base):
+    """Where each independently decompressible block of a run's archive starts (issue 14): pairs
+    ``[compressed offset, uncompressed offset]``, ascending. A member read starts at the block
+    holding its first byte and stops after the block holding its last. No row: a sequential archive
+    (written before, or by a codec without blocks), read from its start."""
+
+    __tablename__ = "archive_indexes"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    codec: Mapped[str] = mapped_column(String(8))
+    blocks: Mapped[list[list[int]]] = mapped_column(JSONType)
+
+
 class StorageSnapshot(Base):
     """Bytes and counts per tier and the disk's size, taken hourly (``demo``: written by ``flask demo seed``)."""
 

@@ -232,7 +232,7 @@ def test_disk_full_while_archiving_keeps_the_folder_and_records_the_failure(lc, 
     real_write = streams.CountingWriter.write
 
     def full(self, data):
-        if self.bytes_written > 100:
+        if self.bytes_written + len(data) > 100:  # the disk has room for 100 bytes
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(self, data)
 

@@ -51,7 +51,7 @@ from app.lifecycle.tarball import (
     manifest_from_tar,
     write_tar,
 )
-from app.models import ArchiveMember, Job
+from app.models import ArchiveIndex, ArchiveMember, Job
 
 RESTORE_SUFFIX = ".restore.partial"
 SET_ASIDE_SUFFIX = ".removing"
@@ -70,6 +70,7 @@ class WrittenArchive:
     members: list[Member]
     warnings: list[str]
     fingerprints: dict[str, tuple[Fingerprint, int]] = field(default_factory=dict)
+    blocks: list[list[int]] | None = None  # the block index of a seekable archive (codecs.SEEKABLE)
 
     @property
     def content_bytes(self) -> int:
@@ -154,6 +155,7 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
             stream = compressor(counter, codec)
             written = write_tar(folder, stream, readback.spans, _bytes_progress(lc, lambda: folder_size(folder)))
             stream.close()
+            blocks = getattr(stream, "blocks", None)
             raw.flush()
             lc.checkpoint("archive.written")
             os.fsync(raw.fileno())
@@ -174,7 +176,7 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
         store.discard_partial(key)
         raise
     return WrittenArchive(
-        key, codec, check.sha256, counter.bytes_written, members, written.warnings, written.fingerprints
+        key, codec, check.sha256, counter.bytes_written, members, written.warnings, written.fingerprints, blocks
     )
 
 
@@ -198,6 +200,14 @@ def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: An
     rows = [{"job_id": job.id, **member.as_dict()} for member in archive.members]
     if rows:
         lc.session.execute(insert(ArchiveMember), rows)
+    record_index(lc.session, job.id, archive.codec, archive.blocks)
+
+
+def record_index(session: Any, job_id: uuid.UUID, codec: str, blocks: list[list[int]] | None) -> None:
+    """Keep (or, with no blocks, forget) the block index of the run's archive."""
+    session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job_id))
+    if blocks:
+        session.add(ArchiveIndex(job_id=job_id, codec=codec, blocks=blocks))
 
 
 def archive_folder(lc: Lifecycle, job: Job, root: str) -> tuple[Path, WrittenArchive]:

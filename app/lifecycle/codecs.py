@@ -14,10 +14,12 @@ import io
 import lzma
 import os
 import zlib
-from typing import BinaryIO
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
 
 import zstandard
-from isal import igzip, igzip_threaded
+from isal import igzip
 from isal.igzip_lib import IsalError
 
 # Chosen by bench/archive.py: ISA-L level 2 keeps ≥95 % of gzip -6's ratio at ~10× its speed.
@@ -53,10 +55,96 @@ def _zstd_workers() -> int:
     return min(8, cores) if cores > 1 else 0
 
 
+# Seekable archives (issue 14): gzip and zstd are written as independently decompressible blocks —
+# gzip members (as BGZF), zstd frames — each starting at a member's tar header once the block holds
+# BLOCK_BYTES, or mid-member past BLOCK_MAX. Concatenated they are still one standard .tar.gz or
+# .tar.zst; their (compressed, uncompressed) offsets are the archive's block index, kept with its
+# manifest, so a member read decompresses only the blocks holding it. bench/members.py chose the sizes.
+BLOCK_BYTES = 1 << 20
+BLOCK_MAX = 4 << 20
+SEEKABLE = frozenset({"gzip", "zstd"})
+
+
+class _Blocks(io.RawIOBase):
+    """A compressed stream in independent blocks, their starts recorded in ``blocks`` as
+    ``[compressed offset, uncompressed offset]`` (the first at 0, 0)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.blocks: list[list[int]] = []
+        self.written = 0  # compressed bytes handed to raw
+        self.taken = 0  # uncompressed bytes taken
+        self.in_block = 0  # uncompressed bytes in the open block
+
+    def writable(self) -> bool:
+        return True
+
+    def member(self, name: str, size: int) -> None:
+        """A member's tar header comes next: a block may end here."""
+        if self.in_block >= BLOCK_BYTES:
+            self._end_block()
+
+    def _end_block(self) -> None:
+        raise NotImplementedError
+
+
+class GzipBlocks(_Blocks):
+    """gzip as one member per block (BGZF-style), compressed by ISA-L in worker threads, in order."""
+
+    def __init__(self, raw: BinaryIO, threads: int):
+        super().__init__(raw)
+        self.pending = bytearray()
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
+        self.queue: deque[tuple[int, Any]] = deque()
+        self.depth = max(2, 2 * threads)
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        self.pending += data
+        self.taken += len(data)
+        self.in_block += len(data)
+        if self.in_block >= BLOCK_MAX:
+            self._end_block()
+        return len(data)
+
+    def _end_block(self) -> None:
+        start = self.taken - len(self.pending)
+        chunk = bytes(self.pending)
+        self.pending.clear()
+        self.in_block = 0
+        if self.pool is None:
+            self._put(start, igzip.compress(chunk, GZIP_LEVEL))
+            return
+        self.queue.append((start, self.pool.submit(igzip.compress, chunk, GZIP_LEVEL)))
+        while len(self.queue) > self.depth:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        start, future = self.queue.popleft()
+        self._put(start, future.result())
+
+    def _put(self, start: int, compressed: bytes) -> None:
+        self.blocks.append([self.written, start])
+        self.raw.write(compressed)
+        self.written += len(compressed)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                if self.pending or not self.blocks and not self.queue:
+                    self._end_block()  # the last block; an empty run still makes one (empty) member
+                while self.queue:
+                    self._drain_one()
+            finally:
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True)
+        super().close()
+
+
 def compressor(raw: BinaryIO, codec: str) -> BinaryIO:
-    """Return a writable stream compressing into ``raw``; close it to finish the stream."""
+    """Return a writable stream compressing into ``raw``; close it to finish the stream. gzip and
+    zstd streams are seekable (see SEEKABLE): their ``blocks`` are the block index."""
     if codec == "gzip":
-        return igzip_threaded.open(raw, "wb", compresslevel=GZIP_LEVEL, threads=max(1, _spare_cores()))  # type: ignore[return-value]
+        return GzipBlocks(raw, _spare_cores())  # type: ignore[return-value]
     if codec == "bz2":
         return bz2.BZ2File(raw, "wb", compresslevel=9)  # type: ignore[return-value]
     if codec == "xz":
@@ -72,26 +160,26 @@ def is_packed(name: str) -> bool:
     return dot > name.rfind("/") + 1 and name[dot:].lower() in PACKED_SUFFIXES
 
 
-class ZstdFrames(io.RawIOBase):
-    """zstd into ``raw``, a frame per stretch of members that want the same level.
+class ZstdFrames(_Blocks):
+    """zstd into ``raw``, a frame per block, each at the level its members want.
 
     Text (JSON, logs, HTML) is compressed at ``ZSTD_LEVEL``; members already compressed at
-    ``ZSTD_PACKED_LEVEL``, which keeps their (small) ratio at a fraction of the time. A zstd
-    stream may hold any number of frames: ``zstd -d``, ``tar --zstd`` and our reader read them
-    as one. The tar writer says which member comes next with ``member(name, size)``.
+    ``ZSTD_PACKED_LEVEL``, which keeps their (small) ratio at a fraction of the time. A frame ends
+    where the level changes and where a block ends (``_Blocks``). A zstd stream may hold any number
+    of frames: ``zstd -d``, ``tar --zstd`` and our reader read them as one. The tar writer says
+    which member comes next with ``member(name, size)``.
     """
 
     def __init__(self, raw: BinaryIO):
-        self.raw = raw
+        super().__init__(raw)
         self.level = ZSTD_LEVEL
         self._frame = None
         self._compressors: dict[int, zstandard.ZstdCompressor] = {}  # one per level, reused frame after frame
         self._threads = _zstd_workers()
-
-    def writable(self) -> bool:
-        return True
+        self._counted = _CountingRaw(raw)
 
     def member(self, name: str, size: int) -> None:
+        super().member(name, size)
         if is_packed(name):
             if size < PACKED_FRAME_MIN:
                 # A small image stays in the frame at hand: a frame per file would cost each
@@ -101,13 +189,14 @@ class ZstdFrames(io.RawIOBase):
         else:
             level = ZSTD_LEVEL
         if level != self.level:
-            self._end_frame()
+            self._end_block()
             self.level = level
 
-    def _end_frame(self) -> None:
+    def _end_block(self) -> None:
         if self._frame is not None:
             self._frame.close()  # ends the frame (checksum included); raw stays open
             self._frame = None
+        self.in_block = 0
 
     def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
         if self._frame is None:
@@ -115,16 +204,36 @@ class ZstdFrames(io.RawIOBase):
             if cctx is None:
                 cctx = zstandard.ZstdCompressor(level=self.level, threads=self._threads, write_checksum=True)
                 self._compressors[self.level] = cctx
-            self._frame = cctx.stream_writer(self.raw, closefd=False)
+            self.blocks.append([self._counted.count, self.taken])
+            self._frame = cctx.stream_writer(self._counted, closefd=False)
         self._frame.write(data)
+        self.taken += len(data)
+        self.in_block += len(data)
+        if self.in_block >= BLOCK_MAX:
+            self._end_block()
         return len(data)
 
     def close(self) -> None:
         if not self.closed:
-            if self._frame is None:
+            if self._frame is None and not self.blocks:
                 self.write(b"")  # an empty run still makes one (empty) frame
-            self._end_frame()
+            self._end_block()
         super().close()
+
+
+class _CountingRaw(io.RawIOBase):
+    """Counts the compressed bytes a zstd frame writer hands to the archive (where each frame starts)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.count = raw, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
+        self.raw.write(data)
+        self.count += len(data)
+        return len(data)
 
 
 def decompressor(raw: BinaryIO, codec: str) -> BinaryIO:

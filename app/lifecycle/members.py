@@ -23,6 +23,7 @@ corrupt (app.lifecycle.alerts) before ``ArchiveCorrupt`` is raised.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import escape_name, native_name, run_folder_name, safe_member_path
 from app.lifecycle.streams import STREAM_BLOCK, ForwardReader
-from app.models import ArchiveMember, Job, count_rows
+from app.models import ArchiveIndex, ArchiveMember, Job, count_rows
 
 # Read and checked whole before the first byte is sent; larger members are streamed with their
 # last chunk held back. One STREAM_BLOCK: at most 1 MiB in memory per request, and a larger
@@ -166,12 +167,34 @@ def _member_pieces(raw: BinaryIO, codec: str, offset: int, size: int) -> Iterato
             yield piece
 
 
+def blocks_holding(blocks: list[list[int]], start: int, end: int) -> tuple[int, int | None, int]:
+    """For the uncompressed bytes ``start``..``end`` of a seekable archive: the compressed offsets to
+    read from and up to (None: to its end), and the uncompressed offset the first of those blocks
+    starts at. ``blocks`` is the archive's index, ``[compressed, uncompressed]`` ascending."""
+    starts = [uncompressed for _compressed, uncompressed in blocks]
+    first = max(0, bisect.bisect_right(starts, start) - 1)
+    after = bisect.bisect_left(starts, end, lo=first + 1)  # the first block starting at or past the end
+    stop = blocks[after][0] if after < len(blocks) else None
+    return blocks[first][0], stop, blocks[first][1]
+
+
 def read_member(lc: Lifecycle, job: Job, member: ArchiveMember) -> MemberRead:
-    """Open one file member of the run's archive for sending; ArchiveCorrupt if its bytes fail before the first."""
+    """Open one file member of the run's archive for sending; ArchiveCorrupt if its bytes fail before the first.
+
+    A seekable archive (one with a block index) is read from the block holding the member's first
+    byte to the block holding its last, no more: one ranged read of the store. Others from their start.
+    """
     if member.kind != "file" or member.offset is None:
         raise ValueError(f"{member.path!r} is a {member.kind}, not a file with recorded data")
-    raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
-    pieces = _member_pieces(raw, job.compression or "gzip", member.offset, member.size)
+    index = lc.session.get(ArchiveIndex, job.id)
+    offset = member.offset
+    if index is not None and index.codec == job.compression:
+        first, stop, block_start = blocks_holding(index.blocks, member.offset, member.offset + max(1, member.size))
+        raw = lc.store.open_range(job.archive_path, first, stop)  # type: ignore[arg-type]
+        offset = member.offset - block_start
+    else:
+        raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
+    pieces = _member_pieces(raw, job.compression or "gzip", offset, member.size)
     chunks = _checked(lc, job.id, pieces, member.sha256, f"member {member.path!r}")
     if member.size <= WHOLE_READ_MAX:
         return MemberRead(member.size, member.sha256 or "", iter([b"".join(chunks)]))

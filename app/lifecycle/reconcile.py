@@ -39,7 +39,7 @@ from app.lifecycle.naming import find_run_folder, parse_run_folder
 from app.lifecycle.runs import folder_name_of, load_run
 from app.lifecycle.store import PARTIAL_SUFFIX, StoreError
 from app.lifecycle.tarball import folder_differences
-from app.models import ArchiveMember, Job, JobAudit, LifecycleEvent
+from app.models import ArchiveIndex, ArchiveMember, Job, JobAudit, LifecycleEvent
 
 
 @dataclass
@@ -353,6 +353,7 @@ def _run_folder_of(p: _Pass, job_id: uuid.UUID, folder: Path) -> None:
                 )
             )
             lc.session.execute(delete(ArchiveMember).where(ArchiveMember.job_id == job.id))
+            lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
             rec.details["repair"] = "archive missing or damaged; the run is active again"
             rec.succeed()
             lc.session.commit()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,13 @@ class LocalArchiveStore:
     def open(self, key: str) -> BinaryIO:
         fd = os.open(self.path(key), os.O_RDONLY | os.O_NOFOLLOW)
         return os.fdopen(fd, "rb")
+
+    def open_range(self, key: str, start: int, end: int | None) -> BinaryIO:
+        """The stored bytes ``start``..``end`` (exclusive; None: to the end) as a file to read: what a
+        ranged GET answers from object storage, and the only part of the archive a member read touches."""
+        handle = self.open(key)
+        handle.seek(start)
+        return RangeReader(handle, None if end is None else end - start)  # type: ignore[return-value]
 
     def sha256(self, key: str) -> str:
         with self.open(key) as handle:
@@ -173,3 +181,28 @@ class LocalArchiveStore:
             dirs.sort()
             for name in sorted(files):
                 yield Path(folder) / name
+
+
+class RangeReader(io.RawIOBase):
+    """Reads at most ``length`` bytes of ``handle`` (None: all that is left), then says EOF; closes it."""
+
+    def __init__(self, handle: BinaryIO, length: int | None):
+        self.handle, self.left = handle, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        want = len(buffer) if self.left is None else min(len(buffer), self.left)
+        if want <= 0:
+            return 0
+        data = self.handle.read(want)
+        buffer[: len(data)] = data
+        if self.left is not None:
+            self.left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.handle.close()
+        super().close()

@@ -1,0 +1,155 @@
+"""Seekable archives (issue 14): gzip and zstd archives written as independent blocks stay standard
+(tar, gzip -t, zstd -t and tarfile read them), their block index is kept with the manifest, and a
+member read decompresses — and reads from the store — only the blocks holding the member."""
+
+import io
+import os
+import random
+import subprocess
+import tarfile
+
+import pytest
+from sqlalchemy import delete
+
+from app.lifecycle import archival, codecs
+from app.lifecycle.members import blocks_holding, find_member, read_member
+from app.lifecycle.runs import load_run
+from app.models import ArchiveIndex
+
+CODECS = ["gzip", "zstd"]
+
+
+def run_files(count=60, size=48_000, seed=3):
+    """JSON-ish pages and a few incompressible screenshots: enough bytes for several blocks."""
+    rng = random.Random(seed)
+    files = {}
+    for n in range(count):
+        words = " ".join(rng.choice(["books", "price", "stock", "title", "rating", "url"]) for _ in range(size // 6))
+        files[f"results/page-{n:05d}.json"] = '{"text": "' + words + '"}'
+    for n in range(4):
+        files[f"screens/shot-{n}.png"] = rng.randbytes(700_000)
+    return files
+
+
+@pytest.fixture(params=CODECS)
+def archived(request, lc_with, make_run):
+    lc = lc_with(ARCHIVE_COMPRESSION=request.param)
+    job = make_run(run_files(), days_ago=10)
+    archival.archive_run(lc, job.id, actor="scheduler")
+    return lc, load_run(lc, job.id)
+
+
+def test_a_seekable_archive_is_still_a_standard_archive_every_tool_reads(archived, tmp_path):
+    lc, job = archived
+    path = lc.store.path(job.archive_path)
+    index = lc.session.get(ArchiveIndex, job.id)
+    assert index is not None and index.codec == job.compression and len(index.blocks) > 3
+    assert index.blocks[0] == [0, 0] and index.blocks == sorted(index.blocks)
+    tool = {"gzip": ["gzip", "-t"], "zstd": ["zstd", "-q", "-t"]}[job.compression]
+    assert subprocess.run([*tool, str(path)], capture_output=True).returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    flags = {"gzip": ["-xzf"], "zstd": ["--zstd", "-xf"]}[job.compression]
+    assert subprocess.run(["tar", *flags, str(path), "-C", str(out)], capture_output=True).returncode == 0
+    files = run_files()
+    for name, content in files.items():
+        data = (out / name).read_bytes()
+        assert data == (content.encode() if isinstance(content, str) else content), name
+    if job.compression == "gzip":
+        with tarfile.open(path, "r:gz") as archive:  # Python's tarfile reads the members as one stream
+            assert sorted(m.name for m in archive.getmembers() if m.isfile()) == sorted(files)
+
+
+def test_each_block_decompresses_on_its_own_from_its_offset(archived):
+    import zlib
+
+    import zstandard
+
+    lc, job = archived
+    data = lc.store.path(job.archive_path).read_bytes()
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    whole = b""
+    for (start, plain), (end, _next) in zip(blocks, [*blocks[1:], [len(data), None]], strict=True):
+        assert len(whole) == plain  # the uncompressed offset the index gives
+        piece = data[start:end]
+        if job.compression == "gzip":
+            whole += zlib.decompress(piece, wbits=31)  # one gzip member, complete
+        else:
+            whole += zstandard.ZstdDecompressor().decompressobj().decompress(piece)  # one frame
+    assert whole == codecs.decompressor(io.BytesIO(data), job.compression).read()
+
+
+def test_a_member_read_touches_only_the_blocks_holding_it(archived, monkeypatch):
+    lc, job = archived
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    size = lc.store.size(job.archive_path)
+    read_from_store = []
+    opened = lc.store.open_range
+
+    def counting(key, start, end):
+        handle = opened(key, start, end)
+        original = handle.readinto
+
+        def readinto(buffer):
+            count = original(buffer)
+            read_from_store.append(count)
+            return count
+
+        handle.readinto = readinto
+        return handle
+
+    monkeypatch.setattr(lc.store, "open_range", counting)
+    for path in ("results/page-00000.json", "results/page-00030.json", "screens/shot-3.png"):
+        member = find_member(lc, job, path)
+        read_from_store.clear()
+        data = b"".join(read_member(lc, job, member).chunks)
+        assert len(data) == member.size
+        first, stop, _start = blocks_holding(blocks, member.offset, member.offset + member.size)
+        span = (stop if stop is not None else size) - first
+        assert sum(read_from_store) <= span, path  # one range of the store, no byte outside it
+        assert span < size / 2, path  # a small part of the archive
+    expected = run_files()["results/page-00030.json"].encode()
+    assert b"".join(read_member(lc, job, find_member(lc, job, "results/page-00030.json")).chunks) == expected
+
+
+def test_archives_without_an_index_are_read_from_their_start_as_before(archived):
+    lc, job = archived
+    lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
+    lc.session.commit()
+    member = find_member(lc, job, "screens/shot-2.png")
+    assert b"".join(read_member(lc, job, member).chunks) == run_files()["screens/shot-2.png"]
+
+
+def test_blocks_holding_picks_the_first_and_the_stop_block():
+    blocks = [[0, 0], [100, 1000], [180, 2000], [260, 3000]]
+    assert blocks_holding(blocks, 0, 10) == (0, 100, 0)
+    assert blocks_holding(blocks, 999, 1001) == (0, 180, 0)
+    assert blocks_holding(blocks, 1000, 2000) == (100, 180, 1000)
+    assert blocks_holding(blocks, 2500, 3500) == (180, None, 2000)
+    assert blocks_holding(blocks, 3000, 3001) == (260, None, 3000)
+
+
+def test_an_empty_run_still_makes_one_valid_block():
+    for codec in CODECS:
+        raw = io.BytesIO()
+        stream = codecs.compressor(raw, codec)
+        stream.close()
+        assert stream.blocks == [[0, 0]]
+        assert codecs.decompressor(io.BytesIO(raw.getvalue()), codec).read() == b""
+
+
+def test_blocks_end_at_member_headers_once_full_and_inside_a_member_past_the_maximum(monkeypatch):
+    monkeypatch.setattr(codecs, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(codecs, "BLOCK_MAX", 4000)
+    raw = io.BytesIO()
+    stream = codecs.GzipBlocks(raw, threads=0)
+    stream.member("a.json", 600)
+    stream.write(b"a" * 600)
+    stream.member("b.json", 600)  # 600 < 1000: same block
+    stream.write(b"b" * 600)
+    stream.member("c.json", 9000)  # 1200 >= 1000: a new block starts at c
+    for _ in range(3):
+        stream.write(os.urandom(3000))  # the block reaches 4000 inside c: it ends after that write
+    stream.close()
+    assert [plain for _packed, plain in stream.blocks] == [0, 1200, 7200]
+    assert codecs.decompressor(io.BytesIO(raw.getvalue()), "gzip").read()[:1200] == b"a" * 600 + b"b" * 600
