@@ -110,33 +110,121 @@ def log_blob(rng: random.Random, size: int) -> bytes:
 
 
 PNG_WIDTH = 800  # pixels: a narrow page screenshot, RGB
+_PNG_STRIDE = 1 + 3 * PNG_WIDTH  # a row: its filter byte (0, none), then its pixels
+_WHITE = (255, 255, 255)
+_HEADER = (47, 111, 94)
+_FOOTER = (236, 239, 242)
+_COVERS = (
+    (196, 74, 58),
+    (52, 101, 164),
+    (238, 190, 80),
+    (86, 140, 96),
+    (120, 84, 160),
+    (48, 52, 64),
+    (225, 130, 60),
+    (70, 160, 170),
+)
+_TILE, _GUTTER, _MARGIN = 165, 20, 40  # a product photo's width, the space between two, the page's margin
+_PHOTO_BYTES_PER_PIXEL = 2.5  # a photo's pixel deflated, 16 levels of grain a channel (measured on these tiles)
+_GRAIN: dict[int, bytes] = {}
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_blob(rng: random.Random, size: int) -> bytes:
-    """A real PNG of about ``size`` bytes that looks like a page screenshot: a header bar, white
-    margins and grey bands of "text" (noise). Its pixels are stored deflated at level 0 (valid PNG,
-    any viewer opens it), so an archive compresses it as the seed note says screenshots compress:
-    the flat rows (about 15 %) well, the noisy ones not at all."""
-    stride = 1 + 3 * PNG_WIDTH  # a filter byte, then RGB
-    height = max(8, size // stride)
-    header = bytes((47, 111, 94)) * PNG_WIDTH
-    white = bytes((255, 255, 255)) * PNG_WIDTH
+def _grain(low: int) -> bytes:
+    """A table for ``bytes.translate`` taking a random byte to one of 16 levels from ``low``."""
+    if low not in _GRAIN:
+        _GRAIN[low] = bytes(low + (value & 15) for value in range(256))
+    return _GRAIN[low]
+
+
+def _text_row(
+    rng: random.Random, colour: tuple[int, ...], x0: int = _MARGIN, x1: int = PNG_WIDTH - _MARGIN, background=_WHITE
+) -> bytes:
+    """A row through a line of text: its words as bars of ``colour`` between x0 and x1."""
+    row = bytearray(bytes(background) * PNG_WIDTH)
+    x = x0
+    while x < x1 - 12:
+        width = min(rng.randint(14, 64), x1 - x)
+        row[3 * x : 3 * (x + width)] = bytes(colour) * width
+        x += width + rng.randint(6, 9)
+    return bytes(row)
+
+
+def _photo_rows(rng: random.Random, count: int, height: int) -> list[bytes]:
+    """The rows through a row of ``count`` product photos, each a grained gradient between two colours."""
+    tiles = [rng.sample(_COVERS, 2) for _ in range(count)]
     rows = []
     for y in range(height):
-        if y < max(2, height // 25):
-            pixels = header
-        elif rng.random() < 0.1:
-            pixels = white
-        else:
-            margin = white[: 3 * 24]
-            pixels = margin + rng.randbytes(3 * (PNG_WIDTH - 48)) + margin  # the page's pictures and text
-        rows.append(b"\x00" + pixels)
-    ihdr = struct.pack(">IIBBBBB", PNG_WIDTH, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"".join(rows), 0)
+        row = bytearray(bytes(_WHITE) * PNG_WIDTH)
+        share = y / max(1, height - 1)
+        noise = rng.randbytes(3 * _TILE * count)
+        for index, (top, bottom) in enumerate(tiles):
+            pixels = bytearray(noise[3 * _TILE * index : 3 * _TILE * (index + 1)])
+            for channel in range(3):
+                level = int(top[channel] + (bottom[channel] - top[channel]) * share)
+                pixels[channel::3] = pixels[channel::3].translate(_grain(max(0, min(239, level - 8))))
+            x0 = 3 * (_MARGIN + index * (_TILE + _GUTTER))
+            row[x0 : x0 + 3 * _TILE] = pixels
+        rows.append(bytes(row))
+    return rows
+
+
+def _caption_rows(rng: random.Random, count: int) -> list[bytes]:
+    """The rows under a row of photos: each photo's title and price."""
+    white, rows = bytes(_WHITE) * PNG_WIDTH, [bytes(_WHITE) * PNG_WIDTH] * 10
+    for colour, longest in (((60, 66, 78), 130), (_HEADER, 50)):
+        row = bytearray(white)
+        for index in range(count):
+            x0, width = _MARGIN + index * (_TILE + _GUTTER), rng.randint(longest // 2, longest)
+            row[3 * x0 : 3 * (x0 + width)] = bytes(colour) * width
+        rows += [bytes(row)] * 7 + [white] * 6
+    return rows + [white] * 14
+
+
+def _zlib_stream(segments: list[tuple[int, list[bytes]]]) -> bytes:
+    """One zlib stream of the rows, each segment deflated on its own at its level (0: stored as is)."""
+    out, check = [b"\x78\x01"], 1
+    for level, rows in segments:
+        data = b"".join(b"\x00" + row for row in rows)
+        packer = zlib.compressobj(level, zlib.DEFLATED, -15)
+        out.append(packer.compress(data) + packer.flush(zlib.Z_SYNC_FLUSH))  # ends on a byte, the stream open
+        check = zlib.adler32(data, check)
+    out.append(b"\x03\x00" + struct.pack(">I", check))  # an empty last block, then the Adler-32 of all rows
+    return b"".join(out)
+
+
+def png_blob(rng: random.Random, size: int) -> bytes:
+    """A real PNG of about ``size`` bytes that looks like a page screenshot: a header bar, a title,
+    lines of text, a grid of product photos with their captions, a footer; 800 pixels wide.
+
+    An archive saves 10-20 % on screenshots (the seed note), and so on this one: most of its bytes
+    are its photos' grain, deflated as any PNG encoder does (nothing left for the archive to take),
+    and about 15 % are rows of text stored undeflated, as a fast encoder leaves them (the archive
+    takes nearly all of those). The photos grow with ``size``: 1 to 8 of them for 80-400 KB."""
+    stored = max(1, int(size * 0.15) // _PNG_STRIDE)
+    pixels = max(_TILE * 8, int((size * 0.85 - 600) / _PHOTO_BYTES_PER_PIXEL))
+    photos = max(1, -(-pixels // (_TILE * 150)))
+    height = max(8, min(220, pixels // (photos * _TILE)))
+    white, bar = bytes(_WHITE) * PNG_WIDTH, bytes(_HEADER) * PNG_WIDTH
+    logo = bytearray(_text_row(rng, (200, 226, 218), 420, PNG_WIDTH - _MARGIN, _HEADER))  # the site's menu
+    logo[3 * _MARGIN : 3 * (_MARGIN + 150)] = bytes(_WHITE) * 150
+    header = [bar] * 18 + [bytes(logo)] * 12 + [bar] * 18
+    text = [white] * 20 + [_text_row(rng, (150, 160, 172), _MARGIN, 360)] * 7 + [white] * 16  # breadcrumbs
+    text += [_text_row(rng, (33, 37, 45), _MARGIN, 520)] * 16 + [white] * 14  # the title
+    for _ in range(max(3, -(-stored // 18))):  # paragraphs, at least as tall as the stored rows
+        text += [_text_row(rng, (120, 128, 140))] * 7 + [white] * 11
+    segments = [(6, header), (0, text[:stored]), (6, text[stored:] + [white] * 12)]
+    for first in range(0, photos, 4):
+        count = min(4, photos - first)
+        segments += [(6, _photo_rows(rng, count, height)), (6, _caption_rows(rng, count))]
+    footer = [bytes(_FOOTER) * PNG_WIDTH] * 12
+    segments.append((6, [white] * 10 + footer + [_text_row(rng, (170, 176, 186), _MARGIN, 500, _FOOTER)] * 7 + footer))
+    rows = sum(len(part) for _, part in segments)
+    ihdr = struct.pack(">IIBBBBB", PNG_WIDTH, rows, 8, 2, 0, 0, 0)
+    idat = _zlib_stream(segments)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
@@ -161,8 +249,8 @@ def pdf_blob(rng: random.Random, size: int) -> bytes:
         ]
     ).encode()
     scan, left = [], max(0, size - len(content) - 600)
-    while left > 0:  # scan lines: mostly noise, now and then a blank (white) one
-        line = b"\xff" * 4096 if rng.random() < 0.1 else rng.randbytes(4096)
+    while left > 0:  # scan lines: noise, every tenth a blank (white) one
+        line = b"\xff" * 4096 if len(scan) % 10 == 9 else rng.randbytes(4096)
         scan.append(line[:left])
         left -= len(scan[-1])
     filler = b"".join(scan)

@@ -6,11 +6,13 @@ import json
 import os
 import random
 import re
+import struct
+import zlib
 
 import pytest
 
 from app.demo import pdf_blob, png_blob
-from app.lifecycle import archival, deletion
+from app.lifecycle import archival, deletion, preview
 from app.lifecycle.naming import run_folder_path
 
 LOG = "".join(
@@ -155,3 +157,52 @@ def test_a_json_too_large_to_fold_is_shown_as_text(browse, member, lc, make_run)
     page = page_of(browse(member), job, "big.json").text
     assert "too large to fold" in page and '<div id="lines">' in page and '<details class="json"' not in page
     assert re.search(r"The last 1 of 1 lines|The last \d+ of", page)
+
+
+def test_a_log_too_large_to_read_through_shows_its_real_end_from_a_run_folder(
+    browse, member, lc, make_run, monkeypatch
+):
+    monkeypatch.setattr(preview, "TEXT_MAX", 16 << 10)  # LOG is 69 KB: "too large" here
+    monkeypatch.setattr(preview, "TAIL_BYTES", 8 << 10)
+    job = make_run({"logs/run.log": LOG}, days_ago=0.1, owner=member.user.id)
+    browser = browse(member)
+    tail = page_of(browser, job, "logs/run.log").text
+    assert "The last " in tail and "read from the end of the file, its lines not counted" in tail
+    assert "line 2000\n" in tail and "line 1700\n" not in tail  # the file's last lines: its last 8 KB hold ~230
+    lines = re.findall(r'<span class="line"><span class="no" aria-hidden="true">([^<]*)</span>([^<]*)', tail)
+    assert lines and all(number == "" for number, _ in lines)  # not counted: no numbers that would be wrong
+    assert lines[0][1].startswith("2026-12-05T10:")  # the line cut by the read's start is left out
+    searched = page_of(browser, job, "logs/run.log", q="error").text
+    assert "Only the first" in searched  # a search still reads from the start, as far as it may
+
+
+def test_an_archived_log_too_large_to_read_through_says_its_tail_is_not_the_files_end(
+    browse, member, archived, monkeypatch
+):
+    monkeypatch.setattr(preview, "TEXT_MAX", 16 << 10)
+    tail = page_of(browse(member), archived, "logs/run.log").text
+    assert "not the end of the file" in tail and "The last 500 of 2,000 lines" not in tail
+    assert "read from the end of the file" not in tail  # a member is read in order from its start
+
+
+@pytest.mark.parametrize("size", [80_000, 400_000])
+def test_the_demos_screenshots_and_invoices_are_real_files_that_compress_as_the_seed_note_says(size):
+    png, pdf = png_blob(random.Random(size), size), pdf_blob(random.Random(size), size)
+    assert 0.9 <= len(png) / size <= 1.1 and 0.9 <= len(pdf) / size <= 1.1
+    assert 0.10 <= 1 - len(zlib.compress(png, 6)) / len(png) <= 0.20  # screenshots: 10-20 %
+    assert 0.05 <= 1 - len(zlib.compress(pdf, 6)) / len(pdf) <= 0.15  # PDFs: 5-15 %
+    chunks, at = {}, 8
+    while at < len(png):  # every chunk whole, its CRC right
+        length, kind = struct.unpack(">I4s", png[at : at + 8])
+        data = png[at + 8 : at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length : at + 12 + length])[0] == zlib.crc32(kind + data)
+        chunks[kind], at = data, at + 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    rows = zlib.decompress(chunks[b"IDAT"])  # one valid zlib stream, its Adler-32 checked
+    assert (width, depth, colour) == (800, 8, 2) and len(rows) == height * (1 + 3 * width) and height >= 300
+    assert rows[1:4] == bytes((47, 111, 94))  # a page: the site's header bar on top, white below it
+    assert rows[60 * (1 + 3 * width) + 1 : 60 * (1 + 3 * width) + 4] == b"\xff\xff\xff"
+    xref = int(pdf.rsplit(b"startxref\n", 1)[1].split(b"\n")[0])
+    offsets = [int(entry[:10]) for entry in pdf[xref:].split(b"\n")[3:9]]
+    assert [pdf[offset:].split(b"\n")[0] for offset in offsets] == [b"%d 0 obj" % n for n in range(1, 7)]
+    assert b"(Invoice for order " in pdf

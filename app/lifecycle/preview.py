@@ -5,7 +5,9 @@ An archived run's files are read out of its archive through the member read the 
 (``members.read_member``: bytes checked against the manifest); an active run's from its folder,
 refusing any path that climbs out of it or passes through a link. Every view reads a bounded
 number of bytes — a JSON document up to JSON_MAX, a text's tail or search over at most TEXT_MAX,
-a hex head of HEX_BYTES — so a 1 GB member never sits in memory. The kind is decided by the bytes
+a hex head of HEX_BYTES — so a 1 GB member never sits in memory. A larger log in a run folder
+shows its real end (read from TAIL_BYTES before it); an archived one the end of its first TEXT_MAX,
+said so on the page, as its bytes are checked in order from its start. The kind is decided by the bytes
 (a PNG's signature, ``%PDF-``), never by the name alone: only images of four raster types and
 PDFs are ever shown by the browser itself; HTML, SVG and the rest are text or a hex head.
 """
@@ -31,6 +33,7 @@ from app.models import Job
 JSON_MAX = 1 << 20  # a JSON document folded up to 1 MB; larger ones shown as text
 JSON_NODES = 5000  # values shown before "… and N more"
 TEXT_MAX = 32 << 20  # a text's tail or search reads at most this much
+TAIL_BYTES = 4 << 20  # a larger file one can seek in (an active run's): its tail read from its last bytes
 LINES = 500  # lines shown: the tail, the head or the matches
 HEX_BYTES = 4096
 SNIFF_BYTES = 4096
@@ -52,12 +55,14 @@ class NoFilesHere(RunConflict):
 
 @dataclass
 class Source:
-    """One file of a run: its path (escaped form), size, and a way to read its bytes from the start."""
+    """One file of a run: its path (escaped form), size, a way to read its bytes from the start, and
+    one from any offset when the file allows it (a run folder's; an archive's member is read in order)."""
 
     path: str
     size: int
     read: Callable[[], Iterator[bytes]]
     sha256: str | None = None  # known for an archived run's file (its manifest's)
+    read_from: Callable[[int], Iterator[bytes]] | None = None
 
 
 def _close(chunks: Iterator[bytes]) -> None:
@@ -119,13 +124,14 @@ def _folder_file(lc: Lifecycle, job: Job, requested: str) -> Source:
     if not stat.S_ISREG(info.st_mode):
         raise NotAFile(f"{escape_name(str(relative))!r} is not a file")
 
-    def read() -> Iterator[bytes]:
+    def read_from(offset: int) -> Iterator[bytes]:
         fd = os.open(here, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
+            handle.seek(offset)
             while piece := handle.read(1 << 16):
                 yield piece
 
-    return Source(escape_name(str(relative)), info.st_size, read)
+    return Source(escape_name(str(relative)), info.st_size, lambda: read_from(0), read_from=read_from)
 
 
 def folder_files(lc: Lifecycle, job: Job) -> tuple[list[tuple[str, int]], int, bool]:
@@ -231,15 +237,16 @@ def _node(key: str | None, value: Any, budget: list[int]) -> JsonNode:
 class TextView:
     """Lines of a text: its tail (the default), its head, or those containing a search."""
 
-    lines: list[tuple[int, str]]
+    lines: list[tuple[int | None, str]]  # (number, line); no numbers for a tail read from the file's end
     total: int  # lines read
     mode: str  # tail, head or search
     matches: int = 0
     cut: bool = False  # only the first TEXT_MAX bytes were read
+    from_end: bool = False  # the tail was read from the file's last TAIL_BYTES (its lines not counted)
 
 
-def _lines(source: Source) -> Iterator[str]:
-    chunks, rest, read = source.read(), b"", 0
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    rest, read = b"", 0
     try:
         for chunk in chunks:
             read += len(chunk)
@@ -256,13 +263,23 @@ def _lines(source: Source) -> Iterator[str]:
         yield rest.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
+def _tail_from_end(source: Source, read_from: Callable[[int], Iterator[bytes]]) -> TextView:
+    """The last LINES lines of a file too large to read through, from its last TAIL_BYTES."""
+    lines = _lines(read_from(source.size - TAIL_BYTES))
+    next(lines, None)  # most likely the end of a line that started before
+    kept = deque(((None, line[:2000]) for line in lines), maxlen=LINES)
+    return TextView(list(kept), len(kept), "tail", from_end=True)
+
+
 def text_view(source: Source, *, search: str = "", mode: str = "tail") -> TextView:
     """The text's last LINES lines (``tail``), first ones (``head``), or the first LINES lines containing
     ``search`` (any case), each with its number; at most TEXT_MAX bytes read."""
     needle = search.casefold()
+    if mode == "tail" and not needle and source.size > TEXT_MAX and source.read_from is not None:
+        return _tail_from_end(source, source.read_from)
     total, matches = 0, 0
-    kept: deque[tuple[int, str]] = deque(maxlen=LINES if mode == "tail" and not needle else None)
-    for number, line in enumerate(_lines(source), start=1):
+    kept: deque[tuple[int | None, str]] = deque(maxlen=LINES if mode == "tail" and not needle else None)
+    for number, line in enumerate(_lines(source.read()), start=1):
         total = number
         if needle:
             if needle in line.casefold():
