@@ -153,3 +153,33 @@ def test_blocks_end_at_member_headers_once_full_and_inside_a_member_past_the_max
     stream.close()
     assert [plain for _packed, plain in stream.blocks] == [0, 1200, 7200]
     assert codecs.decompressor(io.BytesIO(raw.getvalue()), "gzip").read()[:1200] == b"a" * 600 + b"b" * 600
+
+
+def test_a_ranged_member_read_answers_206_from_the_blocks_holding_the_range(archived, client):
+    lc, job = archived
+    from app.auth.users import create_user
+
+    user, _password, token = create_user(lc.session, "reader", "correct horse battery", admin=True)
+    lc.session.commit()
+    auth = {"Authorization": f"Bearer {token}"}
+    path = "screens/shot-1.png"
+    content = run_files()[path]
+    url = f"/api/scraper/jobs/{job.id}/archive/files/{path}"
+    for start, end in ((0, 99), (300_000, 300_999), (len(content) - 10, len(content) - 1)):
+        answer = client.get(url, headers={**auth, "Range": f"bytes={start}-{end}"})
+        assert answer.status_code == 206 and answer.data == content[start : end + 1]
+        assert answer.headers["Content-Range"] == f"bytes {start}-{end}/{len(content)}"
+        assert "Repr-Digest" not in answer.headers
+    suffix = client.get(url, headers={**auth, "Range": "bytes=-5"})
+    assert suffix.status_code == 206 and suffix.data == content[-5:]
+    whole = client.get(url, headers={**auth, "Range": "bytes=0-1, 5-9"})  # several ranges: the whole member
+    assert whole.status_code == 200 and whole.data == content and whole.headers["Accept-Ranges"] == "bytes"
+    stale = client.get(url, headers={**auth, "Range": "bytes=0-9", "If-Range": '"not-its-etag"'})
+    assert stale.status_code == 200 and stale.data == content
+    outside = client.get(url, headers={**auth, "Range": f"bytes={len(content) + 10}-"})
+    assert outside.status_code == 416 and str(len(content)) in outside.json["error"]["message"]
+    # An archive without an index answers the same range, read from its start.
+    lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
+    lc.session.commit()
+    again = client.get(url, headers={**auth, "Range": "bytes=300000-300999"})
+    assert again.status_code == 206 and again.data == content[300_000:301_000]

@@ -7,6 +7,7 @@ import mimetypes
 from typing import Any
 
 from flask import Response, request, stream_with_context
+from werkzeug.http import parse_range_header
 
 from app.api import bp
 from app.api.auth import current_user
@@ -26,6 +27,7 @@ from app.lifecycle.members import (
     find_member,
     member_page,
     read_member,
+    read_member_range,
     require_archive,
 )
 from app.models import Job
@@ -121,11 +123,42 @@ def read_archive_file(job_id: str, member_path: str) -> Any:
         headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(member.sha256)).decode()}:"
     if request.if_none_match and member.sha256 and request.if_none_match.contains(member.sha256):
         return Response(status=304, headers={"ETag": headers["ETag"]})
+    headers["Accept-Ranges"] = "bytes"
+    wanted = _one_range(
+        member.size, member.sha256
+    )  # a Range: one span of the member (several: the whole, RFC 9110 §14.2)
     used(job, "downloaded")
     try:
-        read = read_member(lc, job, member)
+        if wanted is None:
+            read = read_member(lc, job, member)
+        else:
+            start, end = wanted
+            read = read_member_range(lc, job, member, start, end)
     except ArchiveCorrupt as error:
         # The stored bytes are wrong, not the request: a 500, with the alert already raised.
         raise ApiError(500, str(error), "archive_corrupt") from None
+    if wanted is not None:
+        headers.update({"Content-Length": str(end - start), "Content-Range": f"bytes {start}-{end - 1}/{member.size}"})
+        headers.pop("Repr-Digest", None)  # the digest of the whole member: a part has none to send
+        return Response(stream_with_context(read.chunks), status=206, mimetype=mimetype, headers=headers)
     # A larger member can still fail part-way: its stream then raises before its last chunk.
     return Response(stream_with_context(read.chunks), mimetype=mimetype, headers=headers)
+
+
+def _one_range(size: int, sha256: str | None) -> tuple[int, int] | None:
+    """The one byte range a ``Range:`` header asks of a member of ``size`` bytes, or None (no header,
+    another unit, several ranges, or an ``If-Range`` that no longer holds: the whole member). A
+    range past the end is answered 416, with the size."""
+    header = request.headers.get("Range")
+    if header is None:
+        return None
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        return None
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip().strip('"') != (sha256 or ""):
+        return None  # the member is not the one the client has part of: the whole of it
+    span = parsed.range_for_length(size)
+    if span is None:
+        raise ApiError(416, f"the range is outside the member's {size} bytes", "range_not_satisfiable")
+    return span
