@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from app.lifecycle.access import SYSTEM
-from app.lifecycle.queries import NEWEST_RUNS_FIRST, TIERS, runs_in_tier
+from app.lifecycle.queries import TIERS, newest_runs_page, runs_in_tier
 from app.models import COUNT_CAP, Job, capped_count
 from bench.api import DB_NAME, RARE_TEXT, db_url
 from bench.results import write_section
@@ -36,9 +36,11 @@ INDEXES_0011 = [
 
 def page_of_search(session: Session, text_: str) -> tuple[dict[str, int], int]:
     """What the Runs page asks for a search: the capped count of each tier, then the first 50 of one."""
-    counts = {tier: capped_count(session, runs_in_tier(SYSTEM, tier, text=text_))[0] for tier in TIERS}
+    counted = {tier: capped_count(session, runs_in_tier(SYSTEM, tier, text=text_)) for tier in TIERS}
+    counts = {tier: count for tier, (count, _more) in counted.items()}
     tier = next((name for name, count in counts.items() if count), "active")
-    rows = session.scalars(runs_in_tier(SYSTEM, tier, text=text_).order_by(*NEWEST_RUNS_FIRST).limit(50)).all()
+    few = not counted[tier][1]
+    rows = session.scalars(newest_runs_page(runs_in_tier(SYSTEM, tier, text=text_), 50, 0, few=few)).all()
     return counts, len(rows)
 
 
@@ -67,6 +69,8 @@ def main() -> None:
             ("an archived run's whole id, pasted", str(archived.id)),
             ("its folder as a shell shows it, pasted", f"/srv/jobs/{archived.folder_name}_{archived.id}/"),
             ("the start of its id (8 characters)", str(archived.id)[:8]),
+            ("a piece of its id across a dash, typed without it (12)", archived.id.hex[4:16]),
+            ("a middle piece of its id without dashes (20)", archived.id.hex[10:30]),
             ("its folder and id start as the lists show them", f"{archived.folder_name}_{str(archived.id)[:8]}"),
             ("text nothing matches", "no such text anywhere"),
         ]

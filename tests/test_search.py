@@ -8,6 +8,7 @@ from app.lifecycle import archival
 from app.lifecycle.access import SYSTEM
 from app.lifecycle.naming import run_folder_name
 from app.lifecycle.queries import TIERS, runs_in_tier
+from app.lifecycle.runs import id_text_forms
 from app.models import Job
 from tests.support import one_in_each_tier
 
@@ -84,3 +85,60 @@ def test_one_match_opens_the_run_and_typing_gets_the_list_alone(browse, member, 
     theirs = make_run(days_ago=1, owner=other_member.user.id, name="Olga's")
     nothing = browser.get(f"/runs?q={theirs.id}")
     assert nothing.status_code == 200 and "No run matches" in nothing.text and "Olga" not in nothing.text
+
+
+def test_a_piece_of_an_id_finds_its_run_however_its_dashes_are_written(lc, make_run, three):
+    active, archived, trashed = three
+    whole, digits = str(archived.id), archived.id.hex
+    for text in (
+        digits[5:11],  # six digits across the first dash, without it (PostgreSQL writes one there)
+        whole[5:12],  # the same with it (SQLite writes none)
+        digits[10:30],  # a middle piece, no dashes
+        whole[10:33].upper(),  # the same as PostgreSQL writes it, in capitals
+        f"{archived.folder_name}_{digits[:11]}",  # a folder with a longer start of the id than the lists show
+    ):
+        assert found(lc, text) == {archived.id}, text
+    assert id_text_forms(digits[5:11]) >= {digits[5:11], digits[5:8] + "-" + digits[8:11]}
+    assert found(lc, digits[5:11] + "g") == set()  # not a piece of an id: no id is searched
+
+
+def test_hostile_or_foreign_text_is_only_text(browse, admin, lc, make_run):
+    odd = make_run(days_ago=1, owner=admin.user.id, name="Préfecture 東京 \\ 50% off_sale 🚀")
+    make_run(days_ago=2, owner=admin.user.id, name="Prefecture plain 50 offXsale")
+    assert found(lc, "東京") == {odd.id} and found(lc, "🚀") == {odd.id} and found(lc, "Préfecture") == {odd.id}
+    assert (
+        found(lc, "\\") == {odd.id} and found(lc, "% off_") == {odd.id} and found(lc, "f_s") == {odd.id}
+    )  # folders have "_" too
+    browser = browse(admin)
+    assert browser.get("/runs?q=" + "x" * 201).status_code == 400
+    assert browser.get("/runs?q=" + "x" * 200).status_code == 200
+    assert browser.get("/runs?q=%25").headers["Location"] == f"/runs/{odd.id}"  # "%" itself: one run
+    page = browser.get("/runs?q=%3Cscript%3E", headers={"HX-Request": "true"})
+    assert page.status_code == 200 and "<script>" not in page.text and "&lt;script&gt;" in page.text
+
+
+def test_an_admin_counts_everyones_runs_and_a_member_only_their_own(browse, admin, member, other_member, lc, make_run):
+    from app.lifecycle import archival
+
+    mine = make_run(days_ago=1, owner=member.user.id, name="shared word mine")
+    theirs = make_run(days_ago=9, owner=other_member.user.id, name="shared word theirs")
+    archival.archive_run(lc, theirs.id, actor="scheduler")
+    as_member = browse(member).get("/runs?q=shared%20word")
+    assert as_member.status_code == 302 and as_member.headers["Location"] == f"/runs/{mine.id}"
+    as_admin = browse(admin).get("/runs?q=shared%20word").text
+    assert 'Active <span class="count">1</span>' in as_admin and 'Archived <span class="count">1</span>' in as_admin
+    assert "shared word mine" in as_admin and "shared word theirs" not in as_admin  # Active is asked and has one
+    typing = browse(member).get(f"/runs?q={theirs.id.hex[:10]}", headers={"HX-Request": "true"}).text
+    assert 'Archived <span class="count">0</span>' in typing and "No run matches" in typing
+
+
+def test_few_matches_are_paged_newest_first_as_many_are(lc, make_run):
+    from app.lifecycle.queries import newest_runs_page
+
+    for day in range(7):
+        make_run(days_ago=day + 1, name=f"paged {day}")
+    query = runs_in_tier(SYSTEM, "active", text="paged")
+    for offset in (0, 2, 6):
+        few = lc.session.scalars(newest_runs_page(query, 3, offset, few=True)).all()
+        many = lc.session.scalars(newest_runs_page(query, 3, offset, few=False)).all()
+        assert [job.name for job in few] == [job.name for job in many] == [f"paged {d}" for d in range(offset, 7)][:3]

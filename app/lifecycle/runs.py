@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from app.lifecycle.context import Lifecycle
@@ -191,10 +191,32 @@ _RUN_ID = re.compile(
 )
 # A folder as the lists show it, "<folder name>_<start of the id>" (at least 4 hex digits).
 _FOLDER_AND_ID_START = re.compile(r"^(.+)_([0-9a-f]{4,31})$", re.IGNORECASE)
+_PART_OF_AN_ID = re.compile(r"[0-9a-f-]+", re.IGNORECASE)
+_ID_DASHES = (8, 12, 16, 20)  # where a run id's text has its dashes, counted in hex digits
+# A shorter piece of an id (with or without dashes) is read as it stands, not in every dashed form
+# it could have: four digits or fewer match thousands of runs anyway.
+_ID_PIECE_FORMS_FROM = 5
 
 
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _dashed(digits: str, start: int) -> str:
+    """Hex digits as they read in a run id's dashed text when the first is its ``start``-th digit."""
+    return "".join(("-" if start + i in _ID_DASHES and i else "") + digit for i, digit in enumerate(digits))
+
+
+def id_text_forms(text: str) -> set[str]:
+    """The ways a piece of a run id may read in the id's text (lower case): as given without its
+    dashes (SQLite writes an id as 32 hex digits) and with the dashes wherever the piece could sit
+    in a dashed id (PostgreSQL's text). Each form is matched as it stands, so PostgreSQL's trigram
+    index of the id finds it: no function of the column, which no index could serve."""
+    digits = text.replace("-", "").lower()
+    forms = {text.lower(), digits}
+    if len(digits) >= _ID_PIECE_FORMS_FROM:
+        forms.update(_dashed(digits, start) for start in range(32 - len(digits) + 1))
+    return forms
 
 
 def matching_text(query: Any, text: str) -> Any:
@@ -207,18 +229,17 @@ def matching_text(query: Any, text: str) -> Any:
     if found:
         return query.where(Job.id == uuid.UUID(found.group(1)))
     id_text = cast(Job.id, String)
-    matches = [column.ilike(_like(text), escape="\\") for column in (Job.name, Job.scraper, Job.folder_name, id_text)]
-    if "-" in text and re.fullmatch(r"[0-9a-fA-F-]+", text):  # part of an id, as PostgreSQL writes it or not
-        matches.append(id_text.ilike(_like(text.replace("-", "")), escape="\\"))
-    elif re.fullmatch(r"[0-9a-fA-F]{9,31}", text):  # part of an id without its dashes, across one
-        matches.append(func.replace(id_text, "-", "").ilike(_like(text), escape="\\"))
+    matches = [column.ilike(_like(text), escape="\\") for column in (Job.name, Job.scraper, Job.folder_name)]
+    if _PART_OF_AN_ID.fullmatch(text) and len(text) <= 36:  # other text is in no id
+        matches.extend(id_text.ilike(_like(form), escape="\\") for form in sorted(id_text_forms(text)))
     last = text.rstrip("/").rsplit("/", 1)[-1].rstrip("…")  # a path's last part; the lists' ellipsis
     if last != text:
         matches.append(Job.folder_name.ilike(_like(last), escape="\\"))
     shown = _FOLDER_AND_ID_START.match(last)
     if shown:
         folder, start = shown.groups()
-        matches.append(and_(Job.folder_name == folder, id_text.ilike(start.lower() + "%")))
+        starts = {start.lower(), _dashed(start.lower(), 0)}  # as SQLite and as PostgreSQL write it
+        matches.append(and_(Job.folder_name == folder, or_(*(id_text.ilike(s + "%") for s in sorted(starts)))))
     return query.where(or_(*matches))
 
 

@@ -37,8 +37,8 @@ def owner_names(ids: set[Any]) -> dict[Any, str]:
     return dict(db.session.execute(select(User.id, User.username).where(User.id.in_(ids))).all())
 
 
-def _newest_first(query: Any, offset: int) -> list[Job]:
-    return db.session.scalars(query.order_by(*queries.NEWEST_RUNS_FIRST).limit(PAGE_SIZE).offset(offset)).all()
+def _newest_first(query: Any, offset: int, *, few: bool = False) -> list[Job]:
+    return db.session.scalars(queries.newest_runs_page(query, PAGE_SIZE, offset, few=few)).all()
 
 
 @bp.get("/")
@@ -67,7 +67,8 @@ def runs() -> Any:
     if text and counts[asked][0] == 0:
         tier = next((name for name in TIER_LABELS if counts[name][0]), asked)
     found = sum(count for count, _more in counts.values())
-    rows = _newest_first(queries.runs_in_tier(user, tier, text=text), offset)
+    # A search's count says whether its runs are few: then they are found first and sorted after.
+    rows = _newest_first(queries.runs_in_tier(user, tier, text=text), offset, few=bool(text) and not counts[tier][1])
     shown = counts[tier][0]
     if text and found == 1 and not htmx and len(rows) == 1:
         response = redirect(url_for("web.run", job_id=rows[0].id))
