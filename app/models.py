@@ -295,6 +295,12 @@ class ArchiveMember(Base):
     link_target: Mapped[str | None] = mapped_column(Text)
     # Where the member's bytes start in the uncompressed tar stream (for seekable reads later).
     offset: Mapped[int | None] = mapped_column(BigInteger)
+    # In a seekable archive (issue 14), the blocks holding the member: read the compressed bytes
+    # block_start..block_stop (NULL: to the end), decode from block_plain, the uncompressed offset
+    # the first of them starts at. Kept per member so a read needs no index, however large the archive.
+    block_start: Mapped[int | None] = mapped_column(BigInteger)
+    block_stop: Mapped[int | None] = mapped_column(BigInteger)
+    block_plain: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ArchiveIndex(Base):

@@ -62,7 +62,9 @@ def test_packed_members_are_known_by_their_suffix(name, packed):
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 2), (4, 4), (64, 8)])
-def test_zstd_compresses_with_a_worker_per_core_and_stays_one_valid_stream(monkeypatch, cores, workers):
+def test_zstd_compresses_frames_in_a_worker_per_core_and_stays_one_valid_stream(monkeypatch, cores, workers):
+    import threading
+
     import zstandard
 
     from app.lifecycle import codecs
@@ -73,17 +75,20 @@ def test_zstd_compresses_with_a_worker_per_core_and_stays_one_valid_stream(monke
     real = zstandard.ZstdCompressor
 
     def recording(**options):  # type: ignore[no-untyped-def]
-        made.append(options["threads"])
+        made.append((threading.current_thread().name, options.get("threads", 0)))
         return real(**options)
 
     monkeypatch.setattr(codecs.zstandard, "ZstdCompressor", recording)
     text = b"".join(b'{"id": %d, "title": "book %d"}\n' % (i, i % 97) for i in range(200_000))
     raw = io.BytesIO()
     frames = codecs.ZstdFrames(raw)
+    assert (frames.pool._max_workers if frames.pool else 0) == workers
     frames.member("results.json", len(text))
     for start in range(0, len(text), 1 << 20):
         frames.write(text[start : start + (1 << 20)])
     frames.close()
-    assert made == [workers]
+    assert len(frames.blocks) > 1  # frames of BLOCK_MAX at most, each compressed whole
+    assert all(threads == 0 for _thread, threads in made)  # one core per frame: the pool is the parallelism
+    assert len(made) == len({thread for thread, _threads in made}) <= max(1, workers)  # one compressor per thread
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw.getvalue()), read_across_frames=True)
     assert reader.read() == text

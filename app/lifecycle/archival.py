@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select, update
 
 from app.lifecycle.access import require_under_lock
 from app.lifecycle.alerts import resolve_alerts
-from app.lifecycle.codecs import CODEC_ERRORS, compressor, decompressor
+from app.lifecycle.codecs import CODEC_ERRORS, compressor, decompressor, member_blocks
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.disk import folder_size
 from app.lifecycle.errors import FolderKept, RunConflict
@@ -197,7 +197,10 @@ def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: An
     if lc.session.execute(guarded.values(**values)).rowcount != 1:
         raise RunConflict(f"run {job.id} changed while it was being archived")
     lc.session.execute(delete(ArchiveMember).where(ArchiveMember.job_id == job.id))
-    rows = [{"job_id": job.id, **member.as_dict()} for member in archive.members]
+    rows = [
+        {"job_id": job.id, **member.as_dict(), **member_blocks(archive.blocks, member.offset, member.size)}
+        for member in archive.members
+    ]
     if rows:
         lc.session.execute(insert(ArchiveMember), rows)
     record_index(lc.session, job.id, archive.codec, archive.blocks)

@@ -9,17 +9,22 @@ them (hashing, counting, pipelining, tar's readers and writers) is app.lifecycle
 
 from __future__ import annotations
 
+import abc
+import bisect
 import bz2
 import io
 import lzma
+import operator
 import os
+import struct
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import zstandard
-from isal import igzip
+from isal import igzip, isal_zlib
 from isal.igzip_lib import IsalError
 
 # Chosen by bench/archive.py: ISA-L level 2 keeps ≥95 % of gzip -6's ratio at ~10× its speed.
@@ -57,87 +62,176 @@ def _zstd_workers() -> int:
 
 # Seekable archives (issue 14): gzip and zstd are written as independently decompressible blocks —
 # gzip members (as BGZF), zstd frames — each starting at a member's tar header once the block holds
-# BLOCK_BYTES, or mid-member past BLOCK_MAX. Concatenated they are still one standard .tar.gz or
+# its codec's block size, or mid-member past BLOCK_MAX. Concatenated they are still one standard .tar.gz or
 # .tar.zst; their (compressed, uncompressed) offsets are the archive's block index, kept with its
 # manifest, so a member read decompresses only the blocks holding it. bench/members.py chose the sizes.
-BLOCK_BYTES = 1 << 20
+GZIP_BLOCK_BYTES = 64 << 10
+ZSTD_BLOCK_BYTES = 2 << 20
 BLOCK_MAX = 4 << 20
+BATCH_BYTES = 1 << 20
 SEEKABLE = frozenset({"gzip", "zstd"})
 
 
-class _Blocks(io.RawIOBase):
-    """A compressed stream in independent blocks, their starts recorded in ``blocks`` as
-    ``[compressed offset, uncompressed offset]`` (the first at 0, 0)."""
+class _Blocks(io.RawIOBase, abc.ABC):
+    """A compressed stream in independent blocks, compressed in worker threads and written in order,
+    their starts recorded in ``blocks`` as ``[compressed offset, uncompressed offset]`` (the first at 0, 0).
 
-    def __init__(self, raw: BinaryIO):
+    The writing thread only gathers bytes. Blocks go to the worker threads in batches of about
+    BATCH_BYTES (one hand-over for many small blocks), each block compressed whole and on its own by
+    ``_compress`` (ISA-L and zstd release the GIL); at most ``depth`` batches are in flight.
+
+    A block ends at a member's header once it holds ``block_bytes``, and before any member of
+    ``alone_from`` bytes or more, so such a member starts its block and a read of it decodes nothing
+    before it; never past BLOCK_MAX.
+    """
+
+    def __init__(self, raw: BinaryIO, threads: int, block_bytes: int, alone_from: int):
         self.raw = raw
+        self.block_bytes, self.alone_from = block_bytes, alone_from
         self.blocks: list[list[int]] = []
         self.written = 0  # compressed bytes handed to raw
         self.taken = 0  # uncompressed bytes taken
         self.in_block = 0  # uncompressed bytes in the open block
+        self.level = 0
+        self.pending: list[bytes] = []
+        self.batch: list[tuple[int, bytes, int]] = []  # (uncompressed start, bytes, level) of ended blocks
+        self.batch_bytes = 0
+        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
+        self.queue: deque[tuple[list[int], Any]] = deque()
+        self.depth = max(2, 2 * threads)
+        # With workers, the file is written by a thread of its own, in order: the writing thread only
+        # reads the run's files (writes into a busy page cache stall for seconds per gigabyte).
+        self.writer = ThreadPoolExecutor(1) if threads > 0 else None
+        self.writes: deque[Any] = deque()
 
     def writable(self) -> bool:
         return True
 
     def member(self, name: str, size: int) -> None:
         """A member's tar header comes next: a block may end here."""
-        if self.in_block >= BLOCK_BYTES:
+        if self.in_block >= self.block_bytes or (self.in_block and size >= self.alone_from):
             self._end_block()
-
-    def _end_block(self) -> None:
-        raise NotImplementedError
-
-
-class GzipBlocks(_Blocks):
-    """gzip as one member per block (BGZF-style), compressed by ISA-L in worker threads, in order."""
-
-    def __init__(self, raw: BinaryIO, threads: int):
-        super().__init__(raw)
-        self.pending = bytearray()
-        self.pool = ThreadPoolExecutor(threads) if threads > 0 else None
-        self.queue: deque[tuple[int, Any]] = deque()
-        self.depth = max(2, 2 * threads)
 
     def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
-        self.pending += data
-        self.taken += len(data)
-        self.in_block += len(data)
-        if self.in_block >= BLOCK_MAX:
-            self._end_block()
+        view = memoryview(data).cast("B")
+        while view:
+            piece = view[: BLOCK_MAX - self.in_block]  # a block never holds more than BLOCK_MAX
+            self.pending.append(bytes(piece))
+            self.taken += len(piece)
+            self.in_block += len(piece)
+            if self.in_block >= BLOCK_MAX:
+                self._end_block()
+            view = view[len(piece) :]
         return len(data)
 
+    @abc.abstractmethod
+    def _compress(self, chunk: bytes, level: int) -> bytes:
+        """One block, whole and independent: decompressible without any other."""
+
+    def _compress_batch(self, batch: list[tuple[int, bytes, int]]) -> list[bytes]:
+        return [self._compress(chunk, level) for _start, chunk, level in batch]
+
     def _end_block(self) -> None:
-        start = self.taken - len(self.pending)
-        chunk = bytes(self.pending)
+        chunk = b"".join(self.pending)
+        self.batch.append((self.taken - self.in_block, chunk, self.level))
+        self.batch_bytes += len(chunk)
         self.pending.clear()
         self.in_block = 0
+        if self.batch_bytes >= BATCH_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        starts = [start for start, _chunk, _level in batch]
         if self.pool is None:
-            self._put(start, igzip.compress(chunk, GZIP_LEVEL))
+            self._put(starts, self._compress_batch(batch))
             return
-        self.queue.append((start, self.pool.submit(igzip.compress, chunk, GZIP_LEVEL)))
+        self.queue.append((starts, self.pool.submit(self._compress_batch, batch)))
         while len(self.queue) > self.depth:
             self._drain_one()
 
     def _drain_one(self) -> None:
-        start, future = self.queue.popleft()
-        self._put(start, future.result())
+        starts, future = self.queue.popleft()
+        self._put(starts, future.result())
 
-    def _put(self, start: int, compressed: bytes) -> None:
-        self.blocks.append([self.written, start])
-        self.raw.write(compressed)
-        self.written += len(compressed)
+    def _put(self, starts: list[int], compressed: list[bytes]) -> None:
+        for start, block in zip(starts, compressed, strict=True):
+            self.blocks.append([self.written, start])
+            self.written += len(block)
+        if self.writer is None:
+            self.raw.writelines(compressed)
+            return
+        self.writes.append(self.writer.submit(self.raw.writelines, compressed))
+        while len(self.writes) > self.depth:
+            self.writes.popleft().result()  # a failed write raises here
 
     def close(self) -> None:
         if not self.closed:
             try:
-                if self.pending or not self.blocks and not self.queue:
-                    self._end_block()  # the last block; an empty run still makes one (empty) member
+                if self.pending or not (self.blocks or self.queue or self.batch):
+                    self._end_block()  # the last block; an empty run still makes one (empty) block
+                if self.batch:
+                    self._submit()
                 while self.queue:
                     self._drain_one()
+                while self.writes:
+                    self.writes.popleft().result()
             finally:
-                if self.pool is not None:
-                    self.pool.shutdown(wait=True)
+                for pool in (self.pool, self.writer):
+                    if pool is not None:
+                        pool.shutdown(wait=True)
         super().close()
+
+
+class GzipBlocks(_Blocks):
+    """gzip as one gzip member per block (BGZF-style), deflated by ISA-L with its CRC in the same call.
+
+    ISA-L's ``_ParallelCompress`` is what its own threaded writer uses: deflate and CRC-32 with the
+    GIL released. Given no dictionary, each block is independent; the member is a gzip header, the
+    block's deflate data, an empty final deflate block, and the CRC-32 and length.
+    """
+
+    def __init__(self, raw: BinaryIO, threads: int):
+        super().__init__(raw, threads, GZIP_BLOCK_BYTES, alone_from=GZIP_BLOCK_BYTES)
+        self.level = GZIP_LEVEL
+        self._local = threading.local()
+
+    def _compress(self, chunk: bytes, level: int) -> bytes:
+        deflater = getattr(self._local, "deflater", None)
+        if deflater is None:
+            deflater = self._local.deflater = isal_zlib._ParallelCompress(
+                buffersize=BLOCK_MAX + BLOCK_MAX // 10 + 500, level=level
+            )
+        deflated, crc = deflater.compress_and_crc(chunk, b"")
+        return b"".join((_GZIP_HEADER, deflated, _DEFLATE_END, struct.pack("<II", crc, len(chunk) & 0xFFFFFFFF)))
+
+
+# A gzip member's header (no name, no time, "unknown" system) and the empty final deflate block
+# that ends a member's data after ISA-L's sync-flushed blocks, as igzip_threaded writes them.
+_GZIP_HEADER = struct.pack("<BBBBIBB", 0x1F, 0x8B, 8, 0, 0, 0, 0xFF)
+_DEFLATE_END = isal_zlib.compress(b"", wbits=-15)
+
+
+_plain = operator.itemgetter(1)  # a block's uncompressed offset
+
+
+def blocks_holding(blocks: list[list[int]], start: int, end: int) -> tuple[int, int | None, int]:
+    """For the uncompressed bytes ``start``..``end`` of a seekable archive: the compressed offsets to
+    read from and up to (None: to its end), and the uncompressed offset the first of those blocks
+    starts at. ``blocks`` is the archive's index, ``[compressed, uncompressed]`` ascending."""
+    first = max(0, bisect.bisect_right(blocks, start, key=_plain) - 1)
+    after = bisect.bisect_left(blocks, end, lo=first + 1, key=_plain)  # the first block starting at or past the end
+    stop = blocks[after][0] if after < len(blocks) else None
+    return blocks[first][0], stop, blocks[first][1]
+
+
+def member_blocks(blocks: list[list[int]] | None, offset: int | None, size: int) -> dict[str, int | None]:
+    """A member's ``block_start``, ``block_stop`` and ``block_plain`` (its manifest row's) from the
+    archive's block index: what a read of it needs. All None without an index or data."""
+    if not blocks or offset is None:
+        return {"block_start": None, "block_stop": None, "block_plain": None}
+    start, stop, plain = blocks_holding(blocks, offset, offset + max(1, size))
+    return {"block_start": start, "block_stop": stop, "block_plain": plain}
 
 
 def compressor(raw: BinaryIO, codec: str) -> BinaryIO:
@@ -171,12 +265,10 @@ class ZstdFrames(_Blocks):
     """
 
     def __init__(self, raw: BinaryIO):
-        super().__init__(raw)
+        # Every member in a frame of its own would cost each JSON page the window of the ones before.
+        super().__init__(raw, _zstd_workers(), ZSTD_BLOCK_BYTES, alone_from=BLOCK_MAX * 1024)
         self.level = ZSTD_LEVEL
-        self._frame = None
-        self._compressors: dict[int, zstandard.ZstdCompressor] = {}  # one per level, reused frame after frame
-        self._threads = _zstd_workers()
-        self._counted = _CountingRaw(raw)
+        self._local = threading.local()
 
     def member(self, name: str, size: int) -> None:
         super().member(name, size)
@@ -189,51 +281,18 @@ class ZstdFrames(_Blocks):
         else:
             level = ZSTD_LEVEL
         if level != self.level:
-            self._end_block()
+            if self.pending:
+                self._end_block()
             self.level = level
 
-    def _end_block(self) -> None:
-        if self._frame is not None:
-            self._frame.close()  # ends the frame (checksum included); raw stays open
-            self._frame = None
-        self.in_block = 0
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
-        if self._frame is None:
-            cctx = self._compressors.get(self.level)
-            if cctx is None:
-                cctx = zstandard.ZstdCompressor(level=self.level, threads=self._threads, write_checksum=True)
-                self._compressors[self.level] = cctx
-            self.blocks.append([self._counted.count, self.taken])
-            self._frame = cctx.stream_writer(self._counted, closefd=False)
-        self._frame.write(data)
-        self.taken += len(data)
-        self.in_block += len(data)
-        if self.in_block >= BLOCK_MAX:
-            self._end_block()
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            if self._frame is None and not self.blocks:
-                self.write(b"")  # an empty run still makes one (empty) frame
-            self._end_block()
-        super().close()
-
-
-class _CountingRaw(io.RawIOBase):
-    """Counts the compressed bytes a zstd frame writer hands to the archive (where each frame starts)."""
-
-    def __init__(self, raw: BinaryIO):
-        self.raw, self.count = raw, 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def, override]
-        self.raw.write(data)
-        self.count += len(data)
-        return len(data)
+    def _compress(self, chunk: bytes, level: int) -> bytes:
+        compressors = getattr(self._local, "compressors", None)
+        if compressors is None:
+            compressors = self._local.compressors = {}
+        cctx = compressors.get(level)
+        if cctx is None:  # one per level and thread, reused frame after frame
+            cctx = compressors[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        return cctx.compress(chunk)
 
 
 def decompressor(raw: BinaryIO, codec: str) -> BinaryIO:

@@ -23,7 +23,6 @@ corrupt (app.lifecycle.alerts) before ``ArchiveCorrupt`` is raised.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 
 from app.lifecycle.alerts import mark_archive_corrupt
-from app.lifecycle.codecs import CODEC_ERRORS, decompressor
+from app.lifecycle.codecs import CODEC_ERRORS, blocks_holding, decompressor
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import LifecycleError
 from app.lifecycle.naming import escape_name, native_name, run_folder_name, safe_member_path
@@ -170,39 +169,40 @@ def _member_pieces(raw: BinaryIO, codec: str, offset: int, size: int, *, drain: 
             pass
 
 
-def blocks_holding(blocks: list[list[int]], start: int, end: int) -> tuple[int, int | None, int]:
-    """For the uncompressed bytes ``start``..``end`` of a seekable archive: the compressed offsets to
-    read from and up to (None: to its end), and the uncompressed offset the first of those blocks
-    starts at. ``blocks`` is the archive's index, ``[compressed, uncompressed]`` ascending."""
-    starts = [uncompressed for _compressed, uncompressed in blocks]
-    first = max(0, bisect.bisect_right(starts, start) - 1)
-    after = bisect.bisect_left(starts, end, lo=first + 1)  # the first block starting at or past the end
-    stop = blocks[after][0] if after < len(blocks) else None
-    return blocks[first][0], stop, blocks[first][1]
-
-
 def read_member(lc: Lifecycle, job: Job, member: ArchiveMember) -> MemberRead:
     """Open one file member of the run's archive for sending; ArchiveCorrupt if its bytes fail before the first.
 
-    A seekable archive (one with a block index) is read from the block holding the member's first
-    byte to the block holding its last, no more: one ranged read of the store. Others from their start.
+    A seekable archive is read from the block holding the member's first byte to the block holding
+    its last, no more: one ranged read of the store, located by the member's own row (or, for rows
+    recorded before those columns, the archive's index). Others are read from their start.
     """
     if member.kind != "file" or member.offset is None:
         raise ValueError(f"{member.path!r} is a {member.kind}, not a file with recorded data")
-    index = lc.session.get(ArchiveIndex, job.id)
-    offset = member.offset
-    if index is not None and index.codec == job.compression:
-        first, stop, block_start = blocks_holding(index.blocks, member.offset, member.offset + max(1, member.size))
+    where = _blocks_of(lc, job, member)
+    if where is not None:
+        first, stop, block_start = where
         raw = lc.store.open_range(job.archive_path, first, stop)  # type: ignore[arg-type]
         offset = member.offset - block_start
     else:
         raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
+        offset = member.offset
     pieces = _member_pieces(raw, job.compression or "gzip", offset, member.size)
     chunks = _checked(lc, job.id, pieces, member.sha256, f"member {member.path!r}")
     if member.size <= WHOLE_READ_MAX:
         return MemberRead(member.size, member.sha256 or "", iter([b"".join(chunks)]))
     first = next(chunks)  # decoded before the response starts: a bad archive is still answered as an error
     return MemberRead(member.size, member.sha256 or "", _prepend(first, chunks))
+
+
+def _blocks_of(lc: Lifecycle, job: Job, member: ArchiveMember) -> tuple[int, int | None, int] | None:
+    """Where a member's blocks are (compressed start and stop, uncompressed start), None if the
+    archive is sequential."""
+    if member.block_start is not None and member.block_plain is not None:
+        return member.block_start, member.block_stop, member.block_plain
+    index = lc.session.get(ArchiveIndex, job.id)
+    if index is None or index.codec != job.compression or member.offset is None:
+        return None
+    return blocks_holding(index.blocks, member.offset, member.offset + max(1, member.size))
 
 
 def read_member_range(lc: Lifecycle, job: Job, member: ArchiveMember, start: int, end: int) -> MemberRead:

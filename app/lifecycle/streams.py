@@ -27,14 +27,15 @@ STREAM_BLOCK = 1024 * 1024
 
 
 class CountingWriter(io.RawIOBase):
-    """Pass bytes through to a file while counting them.
+    """Pass bytes through to a file while counting them (and with ``hashing``, SHA-256 hashing them).
 
     Closing it leaves the file open, so the caller can fsync before closing.
     """
 
-    def __init__(self, target: BinaryIO):
+    def __init__(self, target: BinaryIO, *, hashing: bool = False):
         self.target = target
         self.bytes_written = 0
+        self.sha256 = hashlib.sha256() if hashing else None
 
     def writable(self) -> bool:
         return True
@@ -43,6 +44,8 @@ class CountingWriter(io.RawIOBase):
         view = memoryview(data)
         self.target.write(view)
         self.bytes_written += view.nbytes
+        if self.sha256 is not None:
+            self.sha256.update(view)
         return view.nbytes
 
     def flush(self) -> None:
