@@ -270,6 +270,14 @@ def migrate_folder_names(actor: str = "scheduler", rename: bool = False) -> dict
     )
 
 
+def make_archives_seekable(actor: str = "scheduler", job_ids: list[str] | None = None) -> dict:
+    """Rewrite archives written before seekable blocks (``flask runs make-seekable --enqueue``)."""
+    progress = _Progress()
+    return _finish_pass(
+        progress, passes.make_archives_seekable(lifecycle(), actor=actor, job_ids=_ids(job_ids), progress=progress)
+    )
+
+
 def take_storage_snapshot() -> dict:
     """The hourly storage snapshot (idempotent within the hour)."""
     snapshot, taken = take_snapshot(db.session, settings().scraper_data_path, utcnow())

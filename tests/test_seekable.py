@@ -9,12 +9,13 @@ import subprocess
 import tarfile
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 
 from app.lifecycle import archival, codecs
-from app.lifecycle.members import blocks_holding, find_member, read_member
+from app.lifecycle.codecs import blocks_holding
+from app.lifecycle.members import find_member, read_member
 from app.lifecycle.runs import load_run
-from app.models import ArchiveIndex
+from app.models import ArchiveIndex, ArchiveMember
 
 CODECS = ["gzip", "zstd"]
 
@@ -112,12 +113,60 @@ def test_a_member_read_touches_only_the_blocks_holding_it(archived, monkeypatch)
     assert b"".join(read_member(lc, job, find_member(lc, job, "results/page-00030.json")).chunks) == expected
 
 
-def test_archives_without_an_index_are_read_from_their_start_as_before(archived):
+def _forget_member_blocks(lc, job):
+    lc.session.execute(
+        update(ArchiveMember)
+        .where(ArchiveMember.job_id == job.id)
+        .values(block_start=None, block_stop=None, block_plain=None)
+    )
+
+
+def test_archives_without_an_index_are_read_from_their_start_as_before(archived, monkeypatch):
     lc, job = archived
     lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
+    _forget_member_blocks(lc, job)
     lc.session.commit()
+    monkeypatch.setattr(lc.store, "open_range", None)  # the sequential path reads the whole file
     member = find_member(lc, job, "screens/shot-2.png")
     assert b"".join(read_member(lc, job, member).chunks) == run_files()["screens/shot-2.png"]
+
+
+def test_each_member_row_says_where_its_blocks_are_so_a_read_needs_no_index(archived, monkeypatch):
+    lc, job = archived
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    rows = lc.session.scalars(select(ArchiveMember).where(ArchiveMember.job_id == job.id, ArchiveMember.kind == "file"))
+    for row in rows:
+        start, stop, plain = blocks_holding(blocks, row.offset, row.offset + max(1, row.size))
+        assert (row.block_start, row.block_stop, row.block_plain) == (start, stop, plain), row.path
+    lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
+    lc.session.commit()
+    ranges = _ranges_read(lc, monkeypatch)
+    member = find_member(lc, job, "results/page-00030.json")
+    assert b"".join(read_member(lc, job, member).chunks) == run_files()["results/page-00030.json"].encode()
+    assert ranges == [(member.block_start, member.block_stop)]  # one range, found from the row alone
+
+
+def _ranges_read(lc, monkeypatch):
+    ranges, opened = [], lc.store.open_range
+
+    def open_range(key, start, end):
+        ranges.append((start, end))
+        return opened(key, start, end)
+
+    monkeypatch.setattr(lc.store, "open_range", open_range)
+    return ranges
+
+
+def test_member_rows_recorded_without_their_blocks_are_read_through_the_index(archived, monkeypatch):
+    lc, job = archived
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    _forget_member_blocks(lc, job)
+    lc.session.commit()
+    ranges = _ranges_read(lc, monkeypatch)
+    member = find_member(lc, job, "screens/shot-1.png")
+    assert b"".join(read_member(lc, job, member).chunks) == run_files()["screens/shot-1.png"]
+    start, stop, _plain = blocks_holding(blocks, member.offset, member.offset + member.size)
+    assert ranges == [(start, stop)]
 
 
 def test_blocks_holding_picks_the_first_and_the_stop_block():
@@ -138,8 +187,8 @@ def test_an_empty_run_still_makes_one_valid_block():
         assert codecs.decompressor(io.BytesIO(raw.getvalue()), codec).read() == b""
 
 
-def test_blocks_end_at_member_headers_once_full_and_inside_a_member_past_the_maximum(monkeypatch):
-    monkeypatch.setattr(codecs, "BLOCK_BYTES", 1000)
+def test_blocks_end_at_member_headers_once_full_and_never_hold_more_than_the_maximum(monkeypatch):
+    monkeypatch.setattr(codecs, "GZIP_BLOCK_BYTES", 1000)
     monkeypatch.setattr(codecs, "BLOCK_MAX", 4000)
     raw = io.BytesIO()
     stream = codecs.GzipBlocks(raw, threads=0)
@@ -149,10 +198,26 @@ def test_blocks_end_at_member_headers_once_full_and_inside_a_member_past_the_max
     stream.write(b"b" * 600)
     stream.member("c.json", 9000)  # 1200 >= 1000: a new block starts at c
     for _ in range(3):
-        stream.write(os.urandom(3000))  # the block reaches 4000 inside c: it ends after that write
+        stream.write(os.urandom(3000))  # the block reaches 4000 inside c: it ends there, mid-write
     stream.close()
-    assert [plain for _packed, plain in stream.blocks] == [0, 1200, 7200]
+    assert [plain for _packed, plain in stream.blocks] == [0, 1200, 5200, 9200]
     assert codecs.decompressor(io.BytesIO(raw.getvalue()), "gzip").read()[:1200] == b"a" * 600 + b"b" * 600
+
+
+def test_a_large_gzip_member_starts_a_block_so_a_read_of_it_decodes_nothing_before_it(monkeypatch):
+    monkeypatch.setattr(codecs, "GZIP_BLOCK_BYTES", 1000)
+    raw = io.BytesIO()
+    stream = codecs.GzipBlocks(raw, threads=0)
+    stream.member("a.json", 300)
+    stream.write(b"a" * 300)
+    stream.member("b.png", 1500)  # 300 < 1000, but b is large: its block starts here
+    stream.write(b"b" * 1500)
+    stream.member("c.json", 200)  # 1500 >= 1000: a new block
+    stream.write(b"c" * 200)
+    stream.member("d.json", 200)
+    stream.write(b"d" * 200)
+    stream.close()
+    assert [plain for _packed, plain in stream.blocks] == [0, 300, 1800]
 
 
 def test_a_ranged_member_read_answers_206_from_the_blocks_holding_the_range(archived, client):
@@ -183,3 +248,115 @@ def test_a_ranged_member_read_answers_206_from_the_blocks_holding_the_range(arch
     lc.session.commit()
     again = client.get(url, headers={**auth, "Range": "bytes=300000-300999"})
     assert again.status_code == 206 and again.data == content[300_000:301_000]
+
+
+# -- archives written before: rewritten as seekable (flask runs make-seekable) ------------------------
+
+
+def _as_written_before(lc, job):
+    """Turn the run's archive into one written before this change: one stream, no index, no member blocks."""
+    import hashlib
+
+    import zstandard
+    from isal import igzip
+
+    path = lc.store.path(job.archive_path)
+    tar = codecs.decompressor(io.BytesIO(path.read_bytes()), job.compression).read()
+    if job.compression == "gzip":
+        data = igzip.compress(tar, codecs.GZIP_LEVEL)
+    else:
+        data = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(tar)
+    path.write_bytes(data)
+    job.archive_sha256, job.archive_size_bytes = hashlib.sha256(data).hexdigest(), len(data)
+    lc.session.execute(delete(ArchiveIndex).where(ArchiveIndex.job_id == job.id))
+    _forget_member_blocks(lc, job)
+    lc.session.commit()
+    return tar
+
+
+def test_make_seekable_rewrites_an_archive_written_before_and_every_member_still_reads(archived, runner, tmp_path):
+    from app.models import LifecycleEvent
+
+    lc, job = archived
+    tar = _as_written_before(lc, job)
+    old_key, shas = job.archive_path, {m.path: m.sha256 for m in archival.manifest_of(lc, job.id)}
+    dry = runner.invoke(args=["runs", "make-seekable", "--dry-run"])
+    assert dry.exit_code == 0 and "would rewrite 1 run" in dry.output
+    result = runner.invoke(args=["runs", "make-seekable"])
+    assert result.exit_code == 0, result.output
+    assert "rewritten 1 run" in result.output
+    lc.session.expire_all()
+    job = load_run(lc, job.id)
+    assert job.archive_path != old_key and "/seekable/" in job.archive_path
+    assert not lc.store.exists(old_key)  # removed once the record pointed at the new file
+    path = lc.store.path(job.archive_path)
+    assert codecs.decompressor(io.BytesIO(path.read_bytes()), job.compression).read() == tar  # the same tar
+    assert len(lc.session.get(ArchiveIndex, job.id).blocks) > 3
+    assert {m.path: m.sha256 for m in archival.manifest_of(lc, job.id)} == shas
+    tool = {"gzip": ["gzip", "-t"], "zstd": ["zstd", "-q", "-t"]}[job.compression]
+    assert subprocess.run([*tool, str(path)], capture_output=True).returncode == 0
+    from app.lifecycle.verification import verify_archive
+
+    assert verify_archive(lc, job.id, actor="test").outcome == "ok"  # its new SHA-256 is the file's
+    files = run_files()
+    for name in ("results/page-00000.json", "results/page-00059.json", "screens/shot-3.png"):
+        member = find_member(lc, job, name)
+        assert member.block_start is not None
+        expected = files[name].encode() if isinstance(files[name], str) else files[name]
+        assert b"".join(read_member(lc, job, member).chunks) == expected
+    event = lc.session.scalars(
+        select(LifecycleEvent).where(LifecycleEvent.job_id == job.id, LifecycleEvent.action == "migrate")
+    ).one()
+    assert event.outcome == "succeeded" and event.details["from"] == old_key and event.details["to"] == job.archive_path
+    again = runner.invoke(args=["runs", "make-seekable", "--job", str(job.id)])
+    assert again.exit_code == 0 and "rewritten 0 runs" in again.output  # already seekable: nothing to do
+
+
+def test_make_seekable_refuses_an_archive_that_does_not_match_its_record(archived):
+    from app.lifecycle.seekable import make_seekable, rewritten_key
+    from app.lifecycle.tarball import ArchiveInvalid
+
+    lc, job = archived
+    _as_written_before(lc, job)
+    path = lc.store.path(job.archive_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveInvalid):
+        make_seekable(lc, job.id, actor="test")
+    lc.session.expire_all()
+    again = load_run(lc, job.id)
+    assert again.archive_path == job.archive_path and lc.store.exists(job.archive_path)
+    assert not lc.store.exists(rewritten_key(job.archive_path))
+    assert not lc.store.partial_path(rewritten_key(job.archive_path)).exists()
+    assert lc.session.get(ArchiveIndex, job.id) is None
+
+
+@pytest.mark.parametrize("step", ["rewrite.published", "rewrite.committed"])
+def test_a_rewrite_stopped_at_any_step_leaves_a_readable_recorded_archive(archived, step):
+    from app.lifecycle.reconcile import reconcile
+    from app.lifecycle.seekable import make_seekable
+
+    lc, job = archived
+    tar = _as_written_before(lc, job)
+    old_key = job.archive_path
+
+    def fault(at):
+        if at == step:
+            raise RuntimeError(f"stopped at {at}")
+
+    lc.fault = fault
+    with pytest.raises(RuntimeError):
+        make_seekable(lc, job.id, actor="test")
+    lc.fault = None
+    lc.session.expire_all()
+    job = load_run(lc, job.id)
+    reconcile(lc, actor="test")  # a leftover copy (the old file after the commit) is removed
+    keys = sorted(lc.store.keys())
+    assert keys == [job.archive_path]  # one file: the recorded one
+    assert (job.archive_path == old_key) == (step == "rewrite.published")
+    data = lc.store.path(job.archive_path).read_bytes()
+    assert codecs.decompressor(io.BytesIO(data), job.compression).read() == tar
+    from app.lifecycle.verification import verify_archive
+
+    assert verify_archive(lc, job.id, actor="test").outcome == "ok"

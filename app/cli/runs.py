@@ -84,7 +84,12 @@ def _plural(count: int, noun: str) -> str:
 
 
 # What each pass does to a run, said the way an admin would: (would …, did …).
-_VERBS = {"archive": ("archive", "archived"), "cleanup": ("delete", "deleted"), "migrate": ("migrate", "migrated")}
+_VERBS = {
+    "archive": ("archive", "archived"),
+    "cleanup": ("delete", "deleted"),
+    "migrate": ("migrate", "migrated"),
+    "rewrite": ("rewrite", "rewritten"),
+}
 
 
 def pass_summary(report: passes.PassReport) -> str:
@@ -290,6 +295,25 @@ def migrate_command(rename: bool, dry_run: bool, enqueue: bool) -> None:
         return _enqueued(tasks.enqueue(tasks.migrate_folder_names, _actor(), rename, timeout="batch"))
     _print_report(
         passes.migrate_folder_names(lifecycle(), actor=_actor(), rename=rename, dry_run=dry_run, progress=_bar())
+    )
+
+
+@runs_cli.command("make-seekable")
+@click.option("--job", "job_id", type=JobIdParam(), help="Rewrite this one run's archive.")
+@click.option("--dry-run", is_flag=True, help="List the archives that would be rewritten.")
+@click.option("--enqueue", is_flag=True, help="Hand the work to an RQ worker.")
+def make_seekable_command(job_id: Any, dry_run: bool, enqueue: bool) -> None:
+    """Rewrite gzip and zstd archives written before seekable blocks, so a member read decodes only its blocks.
+
+    The tar inside is unchanged (the manifest's offsets and checksums stay true); the new file is
+    verified member by member before the run's record points at it and the old file is removed.
+    """
+    job_ids = [job_id] if job_id else None
+    if enqueue:
+        ids = [str(job_id)] if job_id else None
+        return _enqueued(tasks.enqueue(tasks.make_archives_seekable, _actor(), ids, timeout="batch"))
+    _print_report(
+        passes.make_archives_seekable(lifecycle(), actor=_actor(), job_ids=job_ids, dry_run=dry_run, progress=_bar())
     )
 
 

@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, update
 
 from app.lifecycle.archival import archive_run, expire_restore
+from app.lifecycle.codecs import SEEKABLE
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.deletion import delete_run, purge_run
 from app.lifecycle.deletion_limits import allow_deletions, oldest_due
@@ -34,8 +36,9 @@ from app.lifecycle.policy import (
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.retention import load_rules
 from app.lifecycle.runs import folder_name_of, load_run
+from app.lifecycle.seekable import make_seekable
 from app.lifecycle.store import fsync_dir
-from app.models import Job, count_rows
+from app.models import ArchiveIndex, Job, count_rows
 
 Progress = Callable[[int, int], None]
 
@@ -256,6 +259,38 @@ def migrate_folder_names(
     )
     if rename:
         _rename_legacy_folders(lc, report, actor)
+    return report
+
+
+def make_archives_seekable(
+    lc: Lifecycle,
+    *,
+    actor: str = "scheduler",
+    job_ids: list[uuid.UUID] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> PassReport:
+    """Rewrite every stored gzip or zstd archive written before seekable blocks (app.lifecycle.seekable)."""
+    report = PassReport("rewrite", dry_run=dry_run)
+    indexed = select(ArchiveIndex.job_id).where(ArchiveIndex.job_id == Job.id).exists()
+    due = select(Job).where(
+        Job.archive_path.is_not(None),
+        Job.archived_at.is_not(None),
+        Job.purged_at.is_(None),
+        Job.compression.in_(sorted(SEEKABLE)),
+        ~indexed,
+    )
+    operation = partial(make_seekable, lc, actor=actor)
+    _run_over(
+        lc,
+        report,
+        due,
+        Job.archived_at,
+        operation,
+        progress,
+        size_of=lambda job: job.archive_size_bytes,
+        job_ids=job_ids,
+    )
     return report
 
 
