@@ -183,10 +183,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G")
     parser.add_argument("--files", type=int, default=12_000)
-    parser.add_argument("--block", default=None, help="both codecs' block size (e.g. 512K)")
+    parser.add_argument("--zstd-block", default=None, help="zstd's frame size to try (e.g. 1M)")
     args = parser.parse_args()
-    if args.block:
-        codecs.GZIP_BLOCK_BYTES = codecs.ZSTD_BLOCK_BYTES = parse_size(args.block)
+    if args.zstd_block:
+        codecs.ZSTD_BLOCK_BYTES = parse_size(args.zstd_block)
     size = parse_size(args.size)
     folder = DATA / f"members-{args.size}-{args.files}"
     if not folder.exists():
@@ -258,7 +258,7 @@ def report(args, content, files, writes, reads, builds) -> None:  # type: ignore
         "(`bench/members.py`, issue 14)",
         "",
         f"`python -m bench.members --size {args.size} --files {args.files}"
-        + (f" --block {args.block}" if args.block else "")
+        + (f" --zstd-block {args.zstd_block}" if args.zstd_block else "")
         + f"` on {platform.node()} "
         f"({os.cpu_count()} cores), {now}: a run of {files:,} files, {content / 1e9:.2f} GB (60 % JSON pages, "
         f"32 % screenshots, 8 % PDFs, {content // files // 1024} KB on average), warm page cache. Blocks end at a "

@@ -360,3 +360,23 @@ def test_a_rewrite_stopped_at_any_step_leaves_a_readable_recorded_archive(archiv
     from app.lifecycle.verification import verify_archive
 
     assert verify_archive(lc, job.id, actor="test").outcome == "ok"
+
+
+def test_a_range_of_a_small_member_is_read_from_its_blocks_and_of_a_large_one_from_the_blocks_holding_it(
+    archived, monkeypatch
+):
+    from app.lifecycle import members
+    from app.lifecycle.members import read_member_range
+
+    lc, job = archived
+    content = run_files()["screens/shot-2.png"]
+    member = find_member(lc, job, "screens/shot-2.png")
+    ranges = _ranges_read(lc, monkeypatch)
+    assert b"".join(read_member_range(lc, job, member, 1000, 2000).chunks) == content[1000:2000]
+    assert ranges == [(member.block_start, member.block_stop)]  # whole, checked by its SHA-256, then cut
+    monkeypatch.setattr(members, "WHOLE_READ_MAX", 100_000)  # now a large member: only the blocks of the range
+    ranges.clear()
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    assert b"".join(read_member_range(lc, job, member, 600_000, 600_100).chunks) == content[600_000:600_100]
+    start, stop, _plain = blocks_holding(blocks, member.offset + 600_000, member.offset + 600_100)
+    assert ranges == [(start, stop)]

@@ -211,9 +211,10 @@ def read_member_range(lc: Lifecycle, job: Job, member: ArchiveMember, start: int
     A seekable archive is read from the block holding the first byte to the end of the block holding
     the last, every block decoded whole so its own checksum (gzip's CRC-32, zstd's frame checksum) is
     checked: the range is served from checked blocks, though the member's SHA-256 needs all of it.
-    An archive without an index is read as for the whole member (checked) and cut.
+    A member of up to WHOLE_READ_MAX bytes (one or two blocks) is read whole, checked against its
+    SHA-256, and cut: as cheap, and no index to load. So is a member of an archive without an index.
     """
-    index = lc.session.get(ArchiveIndex, job.id)
+    index = None if member.size <= WHOLE_READ_MAX else lc.session.get(ArchiveIndex, job.id)
     if index is None or index.codec != job.compression or member.offset is None:
         whole = read_member(lc, job, member)
         return MemberRead(end - start, "", _cut(whole.chunks, start, end))
