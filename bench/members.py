@@ -44,7 +44,7 @@ from app.lifecycle.tarball import write_tar
 from bench.archive import DATA, parse_size
 from bench.results import write_section
 
-ROUNDS = 4
+ROUNDS = 6
 READS = 30
 
 
@@ -204,8 +204,8 @@ def main() -> None:
             ext = {"gzip": "gz", "zstd": "zst"}[codec]
             results = {True: [], False: []}
             outputs = {}
-            for _round in range(ROUNDS):
-                for seekable in (False, True):
+            for round_ in range(ROUNDS):
+                for seekable in (False, True) if round_ % 2 == 0 else (True, False):  # neither always goes first
                     target = work / f"{'seekable' if seekable else 'today'}.tar.{ext}"
                     seconds, members, blocks = write(folder, target, codec, seekable)
                     results[seekable].append(seconds)
@@ -217,6 +217,7 @@ def main() -> None:
                         "codec": codec,
                         "how": "seekable blocks" if seekable else "today (one stream)",
                         "seconds": statistics.median(results[seekable]),
+                        "best": min(results[seekable]),
                         "bytes": target.stat().st_size,
                         "blocks": len(outputs[seekable][2] or []),
                     }
@@ -264,21 +265,23 @@ def report(args, content, files, writes, reads, builds) -> None:  # type: ignore
         f"32 % screenshots, 8 % PDFs, {content // files // 1024} KB on average), warm page cache. Blocks end at a "
         f"member's header past the block size, inside a member at {codecs.BLOCK_MAX >> 20} MiB.",
         "",
-        f"**Writing** (median of {ROUNDS}, alternating; the ratio is archive / content):",
+        f"**Writing** ({ROUNDS} rounds, each writer first in every other round; the ratio is archive / content):",
         "",
-        "| codec | written as | time | MB/s | archive | ratio | blocks |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| codec | written as | time (median) | best | MB/s (median) | archive | ratio | blocks |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for w in writes:
         lines.append(
-            f"| {w['codec']} | {w['how']} | {w['seconds']:.2f} s | {content / w['seconds'] / 1e6:.0f} | "
+            f"| {w['codec']} | {w['how']} | {w['seconds']:.2f} s | {w['best']:.2f} s | "
+            f"{content / w['seconds'] / 1e6:.0f} | "
             f"{w['bytes'] / 1e6:.1f} MB | {w['bytes'] / content:.4f} | {w['blocks'] or '—'} |"
         )
     for codec in ("gzip", "zstd"):
         today, new = (w for w in writes if w["codec"] == codec)
         lines.append(
             f"\n{codec}: the seekable archive is {100 * (new['bytes'] / today['bytes'] - 1):+.2f} % in size and "
-            f"{100 * (new['seconds'] / today['seconds'] - 1):+.1f} % in time against today's."
+            f"{100 * (new['seconds'] / today['seconds'] - 1):+.1f} % in time against today's (best of each: "
+            f"{100 * (new['best'] / today['best'] - 1):+.1f} %)."
         )
     lines += [
         "",

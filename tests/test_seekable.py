@@ -280,6 +280,7 @@ def test_make_seekable_rewrites_an_archive_written_before_and_every_member_still
     lc, job = archived
     tar = _as_written_before(lc, job)
     old_key, shas = job.archive_path, {m.path: m.sha256 for m in archival.manifest_of(lc, job.id)}
+    old_size = job.archive_size_bytes
     dry = runner.invoke(args=["runs", "make-seekable", "--dry-run"])
     assert dry.exit_code == 0 and "would rewrite 1 run" in dry.output
     result = runner.invoke(args=["runs", "make-seekable"])
@@ -308,6 +309,7 @@ def test_make_seekable_rewrites_an_archive_written_before_and_every_member_still
         select(LifecycleEvent).where(LifecycleEvent.job_id == job.id, LifecycleEvent.action == "migrate")
     ).one()
     assert event.outcome == "succeeded" and event.details["from"] == old_key and event.details["to"] == job.archive_path
+    assert (event.bytes_before, event.bytes_after) == (old_size, job.archive_size_bytes) and old_size != event.bytes_after
     again = runner.invoke(args=["runs", "make-seekable", "--job", str(job.id)])
     assert again.exit_code == 0 and "rewritten 0 runs" in again.output  # already seekable: nothing to do
 
@@ -333,7 +335,7 @@ def test_make_seekable_refuses_an_archive_that_does_not_match_its_record(archive
 
 
 @pytest.mark.parametrize("step", ["rewrite.published", "rewrite.committed"])
-def test_a_rewrite_stopped_at_any_step_leaves_a_readable_recorded_archive(archived, step):
+def test_a_rewrite_stopped_at_any_step_leaves_a_readable_recorded_archive(archived, step, monkeypatch):
     from app.lifecycle.reconcile import reconcile
     from app.lifecycle.seekable import make_seekable
 
@@ -346,11 +348,15 @@ def test_a_rewrite_stopped_at_any_step_leaves_a_readable_recorded_archive(archiv
             raise RuntimeError(f"stopped at {at}")
 
     lc.fault = fault
+    remove = lc.store.remove
+    monkeypatch.setattr(lc.store, "remove", lambda key, **kw: None)  # the process dies: nothing is cleaned up
     with pytest.raises(RuntimeError):
         make_seekable(lc, job.id, actor="test")
     lc.fault = None
+    monkeypatch.setattr(lc.store, "remove", remove)
     lc.session.expire_all()
     job = load_run(lc, job.id)
+    assert len(list(lc.store.keys())) == 2  # the old file and its rewrite, one of them unrecorded
     reconcile(lc, actor="test")  # a leftover copy (the old file after the commit) is removed
     keys = sorted(lc.store.keys())
     assert keys == [job.archive_path]  # one file: the recorded one
@@ -380,3 +386,62 @@ def test_a_range_of_a_small_member_is_read_from_its_blocks_and_of_a_large_one_fr
     assert b"".join(read_member_range(lc, job, member, 600_000, 600_100).chunks) == content[600_000:600_100]
     start, stop, _plain = blocks_holding(blocks, member.offset + 600_000, member.offset + 600_100)
     assert ranges == [(start, stop)]
+
+
+def test_a_range_from_a_block_that_fails_its_checksum_is_refused_before_a_byte_is_sent(archived, monkeypatch):
+    from app.lifecycle import members
+    from app.lifecycle.members import ArchiveCorrupt, read_member_range
+
+    lc, job = archived
+    monkeypatch.setattr(members, "WHOLE_READ_MAX", 100_000)  # a large member: read by the blocks of the range
+    member = find_member(lc, job, "screens/shot-2.png")
+    blocks = lc.session.get(ArchiveIndex, job.id).blocks
+    start, stop, _plain = blocks_holding(blocks, member.offset + 1000, member.offset + 2000)
+    path = lc.store.path(job.archive_path)
+    data = bytearray(path.read_bytes())
+    at = (stop or len(data)) - 6  # in the block's checksum, after the range's bytes
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveCorrupt):
+        read_member_range(lc, job, member, 1000, 2000)  # one piece: held until its block checked out
+
+
+def test_a_read_of_an_archive_rewritten_meanwhile_is_told_to_read_again_not_marked_corrupt(archived, monkeypatch):
+    from app.lifecycle.errors import RunConflict
+    from app.lifecycle.seekable import make_seekable
+
+    lc, job = archived
+    _as_written_before(lc, job)
+    stale = load_run(lc, job.id)
+    lc.session.expunge(stale)  # what a request loaded before the rewrite committed
+    monkeypatch.setattr(lc.store, "remove", lambda key, **kw: None)  # the old file still there while read
+    make_seekable(lc, job.id, actor="test")
+    member = find_member(lc, job, "screens/shot-3.png")  # its row: the new file's blocks, far into it
+    assert member.block_start > 0
+    with pytest.raises(RunConflict):
+        b"".join(read_member(lc, stale, member).chunks)
+    lc.session.expire_all()
+    assert load_run(lc, job.id).verify_outcome != "corrupt"
+
+
+def test_a_block_writer_that_failed_raises_again_on_close_and_writes_nothing_more():
+    class Broken(io.RawIOBase):
+        writes = 0
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            Broken.writes += 1
+            raise OSError(28, "No space left on device")
+
+    stream = codecs.GzipBlocks(Broken(), threads=1)
+    with pytest.raises(OSError):
+        for _ in range(40):
+            stream.member("x.bin", 1 << 20)
+            stream.write(os.urandom(1 << 20))
+    seen = Broken.writes
+    with pytest.raises(OSError):
+        stream.close()
+    assert Broken.writes == seen and stream.closed
+    assert stream.pool._shutdown and stream.writer._shutdown

@@ -148,6 +148,7 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
     """Write, fsync, verify and publish the archive of ``folder`` at ``key``; nothing is left on failure."""
     store = lc.store
     readback: ReadBack | None = None
+    stream = None
     try:
         with store.open_partial(key) as raw:
             readback = ReadBack(store.partial_path(key), codec)
@@ -171,6 +172,7 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
         lc.checkpoint("archive.verified")
         store.publish(key)
     except BaseException:
+        abandon(stream)
         if readback is not None:
             readback.finish(abandon=True)
         store.discard_partial(key)
@@ -178,6 +180,12 @@ def write_archive(lc: Lifecycle, folder: Path, key: str, codec: str) -> WrittenA
     return WrittenArchive(
         key, codec, check.sha256, counter.bytes_written, members, written.warnings, written.fingerprints, blocks
     )
+
+
+def abandon(stream: Any) -> None:
+    """Stop a compressor given up on (its threads, its unwritten blocks); closed ones are left alone."""
+    if stream is not None and not stream.closed and hasattr(stream, "abort"):
+        stream.abort()
 
 
 def record_archive(lc: Lifecycle, job: Job, archive: WrittenArchive, **extra: Any) -> None:

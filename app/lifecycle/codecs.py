@@ -103,6 +103,8 @@ class _Blocks(io.RawIOBase, abc.ABC):
         # reads the run's files (writes into a busy page cache stall for seconds per gigabyte).
         self.writer = ThreadPoolExecutor(1) if threads > 0 else None
         self.writes: deque[Any] = deque()
+        self.failed: BaseException | None = None  # the first error: the stream is broken for good
+        self.write_failed = False
 
     def writable(self) -> bool:
         return True
@@ -152,7 +154,11 @@ class _Blocks(io.RawIOBase, abc.ABC):
 
     def _drain_one(self) -> None:
         starts, future = self.queue.popleft()
-        self._put(starts, future.result())
+        try:
+            self._put(starts, future.result())
+        except BaseException as error:
+            self.failed = self.failed or error
+            raise
 
     def _put(self, starts: list[int], compressed: list[bytes]) -> None:
         for start, block in zip(starts, compressed, strict=True):
@@ -161,12 +167,26 @@ class _Blocks(io.RawIOBase, abc.ABC):
         if self.writer is None:
             self.raw.writelines(compressed)
             return
-        self.writes.append(self.writer.submit(self.raw.writelines, compressed))
+        self.writes.append(self.writer.submit(self._write_out, compressed))
         while len(self.writes) > self.depth:
-            self.writes.popleft().result()  # a failed write raises here
+            self.writes.popleft().result()  # a failed write raises here (and _drain_one remembers it)
+
+    def _write_out(self, compressed: list[bytes]) -> None:
+        """In the writer thread: write blocks in order; after a failed write, none after it."""
+        if self.write_failed:
+            return
+        try:
+            self.raw.writelines(compressed)
+        except BaseException:
+            self.write_failed = True
+            raise
 
     def close(self) -> None:
+        """Write the last blocks and wait for every write; after a failure, raise it again and write nothing."""
         if not self.closed:
+            if self.failed is not None:
+                self.abort()
+                raise self.failed
             try:
                 if self.pending or not (self.blocks or self.queue or self.batch):
                     self._end_block()  # the last block; an empty run still makes one (empty) block
@@ -176,11 +196,27 @@ class _Blocks(io.RawIOBase, abc.ABC):
                     self._drain_one()
                 while self.writes:
                     self.writes.popleft().result()
+            except BaseException as error:
+                self.failed = self.failed or error
+                self.abort()
+                raise
             finally:
-                for pool in (self.pool, self.writer):
-                    if pool is not None:
-                        pool.shutdown(wait=True)
+                self._stop_threads(cancel=False)
         super().close()
+
+    def abort(self) -> None:
+        """Give up: drop what is not written yet and stop the threads (the caller discards the file)."""
+        self.pending.clear()
+        self.batch.clear()
+        self._stop_threads(cancel=True)
+        self.queue.clear()
+        self.writes.clear()
+        super().close()
+
+    def _stop_threads(self, *, cancel: bool) -> None:
+        for pool in (self.pool, self.writer):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 class GzipBlocks(_Blocks):

@@ -35,7 +35,7 @@ from sqlalchemy import select
 from app.lifecycle.alerts import mark_archive_corrupt
 from app.lifecycle.codecs import CODEC_ERRORS, blocks_holding, decompressor
 from app.lifecycle.context import Lifecycle
-from app.lifecycle.errors import LifecycleError
+from app.lifecycle.errors import LifecycleError, RunConflict
 from app.lifecycle.naming import escape_name, native_name, run_folder_name, safe_member_path
 from app.lifecycle.streams import STREAM_BLOCK, ForwardReader
 from app.models import ArchiveIndex, ArchiveMember, Job, count_rows
@@ -114,11 +114,19 @@ def archive_download_name(job: Job, path: Path) -> str:
     return f"{run_folder_name(job.folder_name, job.id)}{''.join(path.suffixes[-2:])}"
 
 
-def _corrupt(lc: Lifecycle, job_id: uuid.UUID, detail: str) -> ArchiveCorrupt:
-    """Record the run's archive as corrupt (alert and verify_outcome), commit, and return the error to raise."""
+def _corrupt(lc: Lifecycle, job_id: uuid.UUID, detail: str, key: str | None = None) -> Exception:
+    """Record the run's archive as corrupt (alert and verify_outcome), commit, and return the error to raise.
+
+    If the run's record names another file than ``key``, the one read, the archive was moved or
+    rewritten while it was read (make-seekable, a deletion): nothing is marked, the reader is told
+    to read again (RunConflict).
+    """
     # Loaded afresh: a streamed body runs after the request's session was closed, which detached
     # the run the view had loaded (the scoped session then hands out a new one).
+    now_at = lc.session.scalar(select(Job.archive_path).where(Job.id == job_id))  # as committed now
     job = lc.session.get(Job, job_id)
+    if job is not None and key is not None and now_at != key:
+        return RunConflict(f"the archive of run {job_id} was moved while it was read ({detail}); read it again")
     if job is not None:  # a run deleted meanwhile has no record left to mark
         mark_archive_corrupt(lc.session, job, detail, now=lc.now())
         lc.session.commit()
@@ -126,7 +134,7 @@ def _corrupt(lc: Lifecycle, job_id: uuid.UUID, detail: str) -> ArchiveCorrupt:
 
 
 def _checked(
-    lc: Lifecycle, job_id: uuid.UUID, pieces: Iterator[bytes], expected: str | None, what: str
+    lc: Lifecycle, job_id: uuid.UUID, pieces: Iterator[bytes], expected: str | None, what: str, key: str | None = None
 ) -> Iterator[bytes]:
     """Yield ``pieces`` while hashing them; the last one only once the SHA-256 matches ``expected``."""
     if not expected:
@@ -142,11 +150,11 @@ def _checked(
     except OSError as error:
         if error.errno is not None:  # the disk (EIO, EACCES), not the archive's bytes
             raise
-        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})", key) from error
     except CODEC_ERRORS as error:
-        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})", key) from error
     if digest.hexdigest() != expected:
-        raise _corrupt(lc, job_id, f"{what}: SHA-256 {digest.hexdigest()} instead of {expected}")
+        raise _corrupt(lc, job_id, f"{what}: SHA-256 {digest.hexdigest()} instead of {expected}", key)
     if held is not None:
         yield held
 
@@ -187,7 +195,7 @@ def read_member(lc: Lifecycle, job: Job, member: ArchiveMember) -> MemberRead:
         raw = lc.store.open(job.archive_path)  # type: ignore[arg-type]
         offset = member.offset
     pieces = _member_pieces(raw, job.compression or "gzip", offset, member.size)
-    chunks = _checked(lc, job.id, pieces, member.sha256, f"member {member.path!r}")
+    chunks = _checked(lc, job.id, pieces, member.sha256, f"member {member.path!r}", job.archive_path)
     if member.size <= WHOLE_READ_MAX:
         return MemberRead(member.size, member.sha256 or "", iter([b"".join(chunks)]))
     first = next(chunks)  # decoded before the response starts: a bad archive is still answered as an error
@@ -223,21 +231,28 @@ def read_member_range(lc: Lifecycle, job: Job, member: ArchiveMember, start: int
     pieces = _member_pieces(
         raw, job.compression or "gzip", member.offset + start - block_start, end - start, drain=True
     )
-    chunks = _decoded(lc, job.id, pieces, f"member {member.path!r}")
-    first_piece = next(chunks, b"")  # decoded before the response starts
+    chunks = _decoded(lc, job.id, pieces, f"member {member.path!r}", job.archive_path)  # type: ignore[arg-type]
+    first_piece = next(chunks, b"")  # decoded before the response starts (a range in one piece: checked whole)
     return MemberRead(end - start, "", _prepend(first_piece, chunks))
 
 
-def _decoded(lc: Lifecycle, job_id: uuid.UUID, pieces: Iterator[bytes], what: str) -> Iterator[bytes]:
-    """``pieces``, a codec's complaint (a bad checksum, a truncated block) raised as ArchiveCorrupt."""
+def _decoded(lc: Lifecycle, job_id: uuid.UUID, pieces: Iterator[bytes], what: str, key: str) -> Iterator[bytes]:
+    """``pieces``, the last held back until the stream has ended well: a codec's complaint (a bad
+    checksum, a truncated block) raised as ArchiveCorrupt, so a body from a bad block never completes."""
+    held: bytes | None = None
     try:
-        yield from pieces
+        for piece in pieces:
+            if held is not None:
+                yield held
+            held = piece
     except OSError as error:
         if error.errno is not None:
             raise
-        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})", key) from error
     except CODEC_ERRORS as error:
-        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})") from error
+        raise _corrupt(lc, job_id, f"{what}: cannot be decoded ({error})", key) from error
+    if held is not None:
+        yield held
 
 
 def _cut(chunks: Iterator[bytes], start: int, end: int) -> Iterator[bytes]:
@@ -264,4 +279,4 @@ def read_archive_file(lc: Lifecycle, job: Job) -> Iterator[bytes]:
             while piece := raw.read(STREAM_BLOCK):
                 yield piece
 
-    return _checked(lc, job.id, pieces(), job.archive_sha256, "the archive file")
+    return _checked(lc, job.id, pieces(), job.archive_sha256, "the archive file", job.archive_path)

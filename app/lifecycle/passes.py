@@ -277,6 +277,8 @@ def make_archives_seekable(
         Job.archive_path.is_not(None),
         Job.archived_at.is_not(None),
         Job.purged_at.is_(None),
+        Job.deleted_at.is_(None),
+        or_(Job.verify_outcome.is_(None), Job.verify_outcome != "corrupt"),
         Job.compression.in_(sorted(SEEKABLE)),
         ~indexed,
     )

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from sqlalchemy import select, update
 
-from app.lifecycle.archival import extract_archive, manifest_of, record_index
+from app.lifecycle.archival import abandon, extract_archive, manifest_of, record_index
 from app.lifecycle.codecs import CODEC_ERRORS, SEEKABLE, compressor, decompressor, member_blocks
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.errors import RunConflict
@@ -45,6 +45,10 @@ def needs_rewrite(lc: Lifecycle, job: Job) -> str | None:
     """Why the run's archive is not rewritten (None: it is due)."""
     if job.archive_path is None or job.archived_at is None or job.purged_at is not None:
         return "no stored archive"
+    if job.deleted_at is not None:
+        return "in the trash (purged in time; not worth rewriting)"
+    if job.verify_outcome == "corrupt":
+        return "its archive failed verification; restore or repair it first"
     if job.compression not in SEEKABLE:
         return f"{job.compression} archives stay sequential"
     if lc.session.get(ArchiveIndex, job.id) is not None:
@@ -61,20 +65,22 @@ def make_seekable(lc: Lifecycle, job_id: uuid.UUID, *, actor: str) -> str:
             raise RunConflict(f"run {job_id} has no stored archive to rewrite")
         if why is not None:
             return record.skip(why)
-        old, codec = job.archive_path, job.compression
+        old, codec, before = job.archive_path, job.compression, job.archive_size_bytes
         new = rewritten_key(old)  # type: ignore[arg-type]
         manifest = manifest_of(lc, job.id)
         try:
-            blocks, size, sha256 = _recompress(lc, job, old, new, codec, manifest)  # type: ignore[arg-type]
+            with lc.locks.compression_slot(lc.settings.archive_max_concurrency):
+                blocks, size, sha256 = _recompress(lc, job, old, new, codec, manifest)  # type: ignore[arg-type]
             lc.checkpoint("rewrite.published")
             if lc.store.size(new) != size:
                 raise ArchiveInvalid(f"{new} holds {lc.store.size(new)} bytes; {size} were written")
             with lc.store.open(new) as raw:  # the file as stored, read back whole: its SHA-256 and every member's
                 extract_archive(raw, codec, manifest, sha256, None)  # type: ignore[arg-type]
+            lc.checkpoint("rewrite.verified")  # the run's lock still ours after the read-back
         except BaseException:
             lc.store.remove(new)
             raise
-        guarded = update(Job).where(Job.id == job.id, Job.archive_path == old)
+        guarded = update(Job).where(Job.id == job.id, Job.archive_path == old, Job.purged_at.is_(None))
         values = {"archive_path": new, "archive_sha256": sha256, "archive_size_bytes": size}
         if lc.session.execute(guarded.values(**values)).rowcount != 1:
             lc.store.remove(new)
@@ -91,7 +97,7 @@ def make_seekable(lc: Lifecycle, job_id: uuid.UUID, *, actor: str) -> str:
             )
         record_index(lc.session, job.id, codec, blocks)  # type: ignore[arg-type]
         record.details.update({"from": old, "to": new, "blocks": len(blocks)})
-        outcome = record.succeed(bytes_before=job.archive_size_bytes, bytes_after=size)
+        outcome = record.succeed(bytes_before=before, bytes_after=size)
         lc.session.commit()
         lc.checkpoint("rewrite.committed")
         lc.store.remove(old)  # type: ignore[arg-type]
@@ -103,6 +109,7 @@ def _recompress(
 ) -> tuple[list, int, str]:
     """Copy the tar stream of ``old`` into blocks at ``new`` (published); its block index, size and SHA-256."""
     cuts = _member_starts(manifest)
+    stream = None
     with lc.store.open(old) as raw:
         source = HashingReader(raw)
         plain = decompressor(source, codec)
@@ -117,9 +124,11 @@ def _recompress(
                 os.fsync(target.fileno())
             source.drain()
         except CODEC_ERRORS as error:
+            abandon(stream)
             lc.store.discard_partial(new)
             raise ArchiveInvalid(f"the archive {old} cannot be decoded: {error}") from error
         except BaseException:
+            abandon(stream)
             lc.store.discard_partial(new)
             raise
     if source.sha256.hexdigest() != job.archive_sha256:
