@@ -309,7 +309,10 @@ def test_make_seekable_rewrites_an_archive_written_before_and_every_member_still
         select(LifecycleEvent).where(LifecycleEvent.job_id == job.id, LifecycleEvent.action == "migrate")
     ).one()
     assert event.outcome == "succeeded" and event.details["from"] == old_key and event.details["to"] == job.archive_path
-    assert (event.bytes_before, event.bytes_after) == (old_size, job.archive_size_bytes) and old_size != event.bytes_after
+    assert (event.bytes_before, event.bytes_after) == (
+        old_size,
+        job.archive_size_bytes,
+    ) and old_size != event.bytes_after
     again = runner.invoke(args=["runs", "make-seekable", "--job", str(job.id)])
     assert again.exit_code == 0 and "rewritten 0 runs" in again.output  # already seekable: nothing to do
 
