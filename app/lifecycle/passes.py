@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select, update
 
 from app.lifecycle.archival import archive_run, expire_restore
-from app.lifecycle.codecs import SEEKABLE
 from app.lifecycle.context import Lifecycle
 from app.lifecycle.deletion import delete_run, purge_run
 from app.lifecycle.deletion_limits import allow_deletions, oldest_due
@@ -36,9 +35,9 @@ from app.lifecycle.policy import (
 from app.lifecycle.reconcile import reconcile
 from app.lifecycle.retention import load_rules
 from app.lifecycle.runs import folder_name_of, load_run
-from app.lifecycle.seekable import make_seekable
+from app.lifecycle.seekable import make_seekable, rewrite_due
 from app.lifecycle.store import fsync_dir
-from app.models import ArchiveIndex, Job, count_rows
+from app.models import Job, count_rows
 
 Progress = Callable[[int, int], None]
 
@@ -272,16 +271,7 @@ def make_archives_seekable(
 ) -> PassReport:
     """Rewrite every stored gzip or zstd archive written before seekable blocks (app.lifecycle.seekable)."""
     report = PassReport("rewrite", dry_run=dry_run)
-    indexed = select(ArchiveIndex.job_id).where(ArchiveIndex.job_id == Job.id).exists()
-    due = select(Job).where(
-        Job.archive_path.is_not(None),
-        Job.archived_at.is_not(None),
-        Job.purged_at.is_(None),
-        Job.deleted_at.is_(None),
-        or_(Job.verify_outcome.is_(None), Job.verify_outcome != "corrupt"),
-        Job.compression.in_(sorted(SEEKABLE)),
-        ~indexed,
-    )
+    due = select(Job).where(rewrite_due())
     operation = partial(make_seekable, lc, actor=actor)
     _run_over(
         lc,

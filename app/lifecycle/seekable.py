@@ -15,10 +15,11 @@ recorded archive intact: an unrecorded new file is a leftover copy that reconcil
 from __future__ import annotations
 
 import os
+import tarfile
 import uuid
 from typing import BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from app.lifecycle.archival import abandon, extract_archive, manifest_of, record_index
 from app.lifecycle.codecs import CODEC_ERRORS, SEEKABLE, compressor, decompressor, member_blocks
@@ -31,7 +32,6 @@ from app.lifecycle.tarball import ArchiveInvalid, Member
 from app.models import ArchiveIndex, ArchiveMember, Job
 
 REWRITTEN = "seekable"  # the folder, beside the original, a rewritten archive is published in
-TAR_BLOCK = 512
 
 
 def rewritten_key(key: str) -> str:
@@ -54,6 +54,20 @@ def needs_rewrite(lc: Lifecycle, job: Job) -> str | None:
     if lc.session.get(ArchiveIndex, job.id) is not None:
         return "already seekable"
     return None
+
+
+def rewrite_due() -> ColumnElement[bool]:
+    """``needs_rewrite`` as SQL, for the pass that finds the runs: the same rule, kept beside it."""
+    indexed = select(ArchiveIndex.job_id).where(ArchiveIndex.job_id == Job.id).exists()
+    return and_(
+        Job.archive_path.is_not(None),
+        Job.archived_at.is_not(None),
+        Job.purged_at.is_(None),
+        Job.deleted_at.is_(None),
+        or_(Job.verify_outcome.is_(None), Job.verify_outcome != "corrupt"),
+        Job.compression.in_(sorted(SEEKABLE)),
+        ~indexed,
+    )
 
 
 def make_seekable(lc: Lifecycle, job_id: uuid.UUID, *, actor: str) -> str:
@@ -146,7 +160,7 @@ def _member_starts(manifest: list[Member]) -> list[tuple[int, str, int]]:
         if member.kind != "file" or member.offset is None:
             continue
         starts.append((end, member.path, member.size))
-        end = member.offset + -(-member.size // TAR_BLOCK) * TAR_BLOCK
+        end = member.offset + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
     return starts
 
 
